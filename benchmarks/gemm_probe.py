@@ -1,0 +1,119 @@
+"""Single-thread GEMM probe: runtime.gemm vs numpy (OpenBLAS limited to 1 thread).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python3 benchmarks/gemm_probe.py
+
+Numpy and our kernel run interleaved (machines are shared and noisy) and each reports the
+median over rounds. "kernel" times the native code alone (a native loop calls it `reps`
+times); "call" adds the ctypes call of GemmKernel.__call__ with a preallocated output.
+Config fields can be overridden for tuning, e.g. `--set mc=240 --set kc=384`.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import os
+import statistics
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from runtime import engine, gemm
+from runtime.gemm_ir import ARG_NAMES
+
+DEFAULT = [("float32", n) for n in (64, 128, 256, 512, 1024, 2048)] + \
+    [("float64", 256), ("float64", 1024)]
+
+
+def repeat_driver() -> ctypes.CFUNCTYPE:
+    """Native `rep(fn, args..., reps)`: calls fn reps times, so timing excludes ctypes."""
+    params = ", ".join(f"{'ptr' if n in ('A', 'B', 'C', 'scratch') else 'i64'} %{n}"
+                       for n in ARG_NAMES)
+    args = params
+    text = f"""
+define void @rep(ptr %f, {params}, i64 %reps) {{
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [0, %entry], [%i1, %loop]
+  call void %f({args})
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %reps
+  br i1 %more, label %loop, label %done
+done:
+  ret void
+}}"""
+    module = engine.compile_llvm(text, pipeline="none")
+    argtypes = [ctypes.c_void_p] + gemm._ARGTYPES + [ctypes.c_int64]
+    fn = ctypes.CFUNCTYPE(None, *argtypes)(module.address("rep"))
+    fn.module = module  # keep the machine code alive with the function
+    return fn
+
+
+def median_time(run, reps: int) -> float:
+    t = time.perf_counter()
+    run(reps)
+    return (time.perf_counter() - t) / reps
+
+
+def probe(dtype: str, n: int, kern: gemm.GemmKernel, rep, rounds: int) -> dict[str, float]:
+    rng = np.random.default_rng(n)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    c = np.empty((n, n), dtype)
+    kern(a, b, out=c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-3 if dtype == "float32" else 1e-9,
+                               atol=1e-3 * n)
+    scratch = kern.scratch(gemm.scratch_bytes(kern.config, n, n, n))
+    args = (a.ctypes.data, n, 1, b.ctypes.data, n, 1, c.ctypes.data, n, n, n, n,
+            scratch.ctypes.data)
+    fptr = ctypes.cast(kern.fn, ctypes.c_void_p).value
+    reps = max(1, int(0.02 * 100e9 / (2 * n ** 3)))
+
+    def numpy_run(r):
+        for _ in range(r):
+            a @ b
+
+    def call_run(r):
+        for _ in range(r):
+            kern(a, b, out=c)
+
+    times = {"numpy": [], "kernel": [], "call": []}
+    for _ in range(rounds):
+        times["numpy"].append(median_time(numpy_run, reps))
+        times["kernel"].append(median_time(lambda r: rep(fptr, *args, r), reps))
+        times["call"].append(median_time(call_run, reps))
+    return {k: 2 * n ** 3 / statistics.median(v) / 1e9 for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--only", nargs="*", help="e.g. float32:64 float64:1024")
+    parser.add_argument("--set", action="append", default=[], help="config field=int")
+    opts = parser.parse_args()
+    cases = [(d, int(n)) for d, n in (s.split(":") for s in opts.only)] if opts.only else DEFAULT
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            print(f"warning: {var}={os.environ[var]} is set (run under env -u {var})")
+    overrides = {k: int(v) for k, v in (s.split("=") for s in opts.set)}
+    rep = repeat_driver()
+    with threadpool_limits(1, user_api="blas"):
+        info = [(i["internal_api"], i.get("architecture"), i["num_threads"])
+                for i in threadpool_info() if i["user_api"] == "blas"]
+        print(f"numpy BLAS (api, kernel core, threads): {info}")
+        kernels: dict[str, gemm.GemmKernel] = {}
+        for dtype, n in cases:
+            if dtype not in kernels:
+                cfg = dataclasses.replace(gemm.gemm_config(dtype), **overrides)
+                t = time.perf_counter()
+                kernels[dtype] = gemm.GemmKernel(cfg)
+                print(f"{cfg}\n  compile {1e3 * (time.perf_counter() - t):.0f} ms")
+            r = probe(dtype, n, kernels[dtype], rep, opts.rounds)
+            print(f"{dtype} n={n:5d}  numpy {r['numpy']:6.1f}  kernel {r['kernel']:6.1f} "
+                  f"({r['kernel'] / r['numpy']:.2f}x)  call {r['call']:6.1f} "
+                  f"({r['call'] / r['numpy']:.2f}x)  GFLOP/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+"""LLVM IR emission for the packed, register-tiled GEMM (design and numbers: runtime/gemm.py).
+
+Every `_emit_*` helper appends code at the builder's position, so the microkernel and the
+tile store are inlined where they are used: the "light" pipeline has no inliner and no LICM,
+so loop invariants (row offsets, pointers) are hoisted here by hand.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from llvmlite import ir
+
+if TYPE_CHECKING:
+    from runtime.gemm import GemmConfig
+
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+# epilogue(builder, acc_vector, row_index, col_index) -> vector, applied to final tiles only.
+Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value], ir.Value]
+
+ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch")
+
+
+def c64(x: int) -> ir.Constant:
+    return ir.Constant(I64, x)
+
+
+class GemmEmitter:
+    """Builds one GEMM function `void name(<ARG_NAMES>)` into a module."""
+
+    def __init__(self, cfg: GemmConfig, module: ir.Module, name: str, epilogue: Epilogue | None):
+        self.cfg = cfg
+        self.es = 4 if cfg.dtype == "float32" else 8
+        self.t = ir.FloatType() if self.es == 4 else ir.DoubleType()
+        self.w = cfg.vector_bytes // self.es
+        self.nv = cfg.nr // self.w
+        self.vt = ir.VectorType(self.t, self.w)
+        self.epilogue = epilogue
+        types = [PTR if n in "ABC" or n == "scratch" else I64 for n in ARG_NAMES]
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), types), name)
+        for arg, n in zip(self.fn.args, ARG_NAMES):
+            arg.name = n
+            if arg.type == PTR:
+                arg.add_attribute("noalias")
+        self.prefetch = ir.Function(
+            module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
+        suffix = f"v{self.w}f{self.es * 8}"
+        self.fma = ir.Function(module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.{suffix}")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        tile_type = ir.ArrayType(self.t, cfg.mr * cfg.nr)
+        tile = self.b.alloca(tile_type, name="tile")
+        tile.align = 64
+        tile.type = PTR  # an opaque pointer, like every other pointer in this module
+        self.tile = tile
+
+    # ---- small helpers -------------------------------------------------------------
+    def gep(self, p: ir.Value, idx: ir.Value | int) -> ir.Value:
+        idx = c64(idx) if isinstance(idx, int) else idx
+        return self.b.gep(p, [idx], source_etype=self.t)
+
+    def byte_gep(self, p: ir.Value, nbytes: ir.Value) -> ir.Value:
+        return self.b.gep(p, [nbytes], source_etype=ir.IntType(8))
+
+    def imin(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.select(self.b.icmp_signed("<", x, y), x, y)
+
+    def splat(self, s: ir.Value) -> ir.Value:
+        v = self.b.insert_element(ir.Constant(self.vt, ir.Undefined), s, ir.Constant(I32, 0))
+        return self.b.shuffle_vector(v, ir.Constant(self.vt, ir.Undefined),
+                                     ir.Constant(ir.VectorType(I32, self.w), None))
+
+    def round_up(self, x: ir.Value, m: int) -> ir.Value:
+        return self.b.mul(self.b.sdiv(self.b.add(x, c64(m - 1)), c64(m)), c64(m))
+
+    @contextmanager
+    def loop(self, start: ir.Value, stop: ir.Value, step: ir.Value | int,
+             once: bool = False) -> Iterator[ir.Value]:
+        """for i in range(start, stop, step); `once` makes it a do-while (runs at least once)."""
+        b = self.b
+        step = c64(step) if isinstance(step, int) else step
+        pre = b.block
+        head = None if once else b.append_basic_block("head")
+        body, done = b.append_basic_block("body"), b.append_basic_block("done")
+        b.branch(body if once else head)
+        b.position_at_end(body if once else head)
+        i = b.phi(I64, "i")
+        i.add_incoming(start, pre)
+        if not once:
+            b.cbranch(b.icmp_signed("<", i, stop), body, done)
+            b.position_at_end(body)
+        yield i
+        nxt = b.add(i, step)
+        i.add_incoming(nxt, b.block)
+        if once:
+            b.cbranch(b.icmp_signed("<", nxt, stop), body, done)
+        else:
+            b.branch(head)
+        b.position_at_end(done)
+
+    def carried(self, start: ir.Value, stop: ir.Value, step: int, state: Sequence[ir.Value],
+                body: Callable[[list[ir.Value]], list[ir.Value]]) -> tuple[ir.Value, list]:
+        """Loop carrying `state` through phis: state = body(state) while i < stop."""
+        b = self.b
+        pre = b.block
+        head, loop, done = (b.append_basic_block(s) for s in ("khead", "kbody", "kdone"))
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, "k")
+        phis = [b.phi(v.type) for v in state]
+        for p, v in zip([i, *phis], [start, *state]):
+            p.add_incoming(v, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), loop, done)
+        b.position_at_end(loop)
+        new = body(list(phis))
+        for p, v in zip([i, *phis], [b.add(i, c64(step)), *new]):
+            p.add_incoming(v, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        return i, list(phis)
+
+    # ---- microkernel -----------------------------------------------------------------
+    def emit_kernel(self, a: ir.Value, a_rs: ir.Value, a_ks: ir.Value, bp: ir.Value,
+                    b_ks: ir.Value, kc: ir.Value, b_align: int) -> list[list[ir.Value]]:
+        """MR x NR accumulators of sum_k A[i, k] * B[k, j]; A rows at a + i*a_rs, k step a_ks."""
+        cfg, b = self.cfg, self.b
+        rows = [b.mul(c64(i), a_rs) for i in range(cfg.mr)]
+
+        def step(state: list[ir.Value]) -> list[ir.Value]:
+            pa, pb, *acc = state
+            bv = [b.load(self.gep(pb, v * self.w), typ=self.vt, align=b_align)
+                  for v in range(self.nv)]
+            for i in range(cfg.mr):
+                s = self.splat(b.load(self.gep(pa, rows[i]), typ=self.t, align=self.es))
+                for v in range(self.nv):
+                    acc[i * self.nv + v] = b.call(self.fma, [s, bv[v], acc[i * self.nv + v]])
+            return [self.gep(pa, a_ks), self.gep(pb, b_ks), *acc]
+
+        def unrolled(state: list[ir.Value]) -> list[ir.Value]:
+            for _ in range(cfg.k_unroll):
+                state = step(state)
+            return state
+
+        zero = ir.Constant(self.vt, None)
+        state = [a, bp] + [zero] * (cfg.mr * self.nv)
+        main_stop = b.sub(kc, c64(cfg.k_unroll - 1))
+        k, state = self.carried(c64(0), main_stop, cfg.k_unroll, state, unrolled)
+        if cfg.k_unroll > 1:
+            _, state = self.carried(k, kc, 1, state, step)
+        acc = state[2:]
+        return [acc[i * self.nv:(i + 1) * self.nv] for i in range(cfg.mr)]
+
+    def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value) -> None:
+        """Prefetch the C tile for writing: +5-9% at large n (PERF-NOTES 1)."""
+        lines = -(-self.cfg.nr * self.es // 64)
+        for i in range(self.cfg.mr):
+            row = self.gep(c, self.b.mul(c64(i), rsc))
+            for line in range(lines):
+                p = self.gep(row, line * 64 // self.es)
+                self.b.call(self.prefetch, [p, ir.Constant(I32, 1), ir.Constant(I32, 3),
+                                            ir.Constant(I32, 1)])
+
+    # ---- tile store ------------------------------------------------------------------
+    def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
+                        row: ir.Value, col: ir.Value, add_dst: bool,
+                        epilogue: Epilogue | None) -> None:
+        """dst[i, j] = epilogue((dst[i, j] if add_dst) + acc[i, j]): the one place C is written."""
+        b = self.b
+        for i, acc_row in enumerate(acc):
+            p_row = self.gep(dst, b.mul(c64(i), rs))
+            r = b.add(row, c64(i))
+            for v, x in enumerate(acc_row):
+                p = self.gep(p_row, v * self.w)
+                if add_dst:
+                    x = b.fadd(b.load(p, typ=self.vt, align=self.es), x)
+                if epilogue is not None:
+                    x = epilogue(b, x, r, b.add(col, c64(v * self.w)))
+                b.store(x, p, align=self.es)
+
+    def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
+                        row: ir.Value, col: ir.Value, mr_eff: ir.Value, nr_eff: ir.Value,
+                        first: ir.Value, last: ir.Value) -> None:
+        """Store a tile to C; edge tiles go through the stack tile so the store stays vector."""
+        cfg, b = self.cfg, self.b
+        edge = b.or_(b.icmp_signed("<", mr_eff, c64(cfg.mr)),
+                     b.icmp_signed("<", nr_eff, c64(cfg.nr)))
+        need_c = ir.Constant(ir.IntType(1), 1) if cfg.accumulate else b.not_(first)
+        with b.if_then(b.and_(edge, need_c)):
+            self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
+        dst = b.select(edge, self.tile, c)
+        rs = b.select(edge, c64(cfg.nr), rsc)
+        self._store_variants(acc, dst, rs, row, col, need_c, last)
+        with b.if_then(edge):
+            self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
+
+    def _store_variants(self, acc, dst, rs, row, col, need_c, last) -> None:
+        """Branch on (add C?, final tile?) so each store variant is straight-line code."""
+        b = self.b
+        final = self.epilogue is not None
+        with b.if_else(need_c) as (add_c, no_c):
+            with add_c:
+                self._store_maybe_final(acc, dst, rs, row, col, True, last if final else None)
+            with no_c:
+                if not self.cfg.accumulate:
+                    self._store_maybe_final(acc, dst, rs, row, col, False,
+                                            last if final else None)
+
+    def _store_maybe_final(self, acc, dst, rs, row, col, add_dst: bool,
+                           last: ir.Value | None) -> None:
+        if last is None:
+            self.emit_store_tile(acc, dst, rs, row, col, add_dst, None)
+            return
+        with self.b.if_else(last) as (is_last, not_last):
+            with is_last:
+                self.emit_store_tile(acc, dst, rs, row, col, add_dst, self.epilogue)
+            with not_last:
+                self.emit_store_tile(acc, dst, rs, row, col, add_dst, None)
+
+    def emit_copy(self, src: ir.Value, src_rs: ir.Value, dst: ir.Value, dst_rs: ir.Value,
+                  rows: ir.Value, cols: ir.Value) -> None:
+        """Scalar copy of a rows x cols block (edge tiles only)."""
+        b = self.b
+        with self.loop(c64(0), rows, 1) as i:
+            s_row = self.gep(src, b.mul(i, src_rs))
+            d_row = self.gep(dst, b.mul(i, dst_rs))
+            with self.loop(c64(0), cols, 1) as j:
+                x = b.load(self.gep(s_row, j), typ=self.t, align=self.es)
+                b.store(x, self.gep(d_row, j), align=self.es)
+
+    # ---- packing ---------------------------------------------------------------------
+    def emit_panel_copy(self, src: ir.Value, s_short: ir.Value, s_long: ir.Value,
+                        valid: ir.Value, pad: int, n_long: ir.Value, dst: ir.Value) -> None:
+        """dst[l*pad + s] = src[l*s_long + min(s, valid-1)*s_short] for l < n_long, s < pad.
+
+        Padding repeats the last valid row/column: padded lanes only feed discarded results,
+        and repeating avoids both zero-fill passes and denormal garbage.
+        """
+        b = self.b
+        last = b.sub(valid, c64(1))
+        offs = [b.mul(self.imin(c64(s), last), s_short) for s in range(pad)]
+        with self.loop(c64(0), n_long, 1) as l:
+            s_row = self.gep(src, b.mul(l, s_long))
+            d_row = self.gep(dst, b.mul(l, c64(pad)))
+            for s in range(pad):
+                x = b.load(self.gep(s_row, offs[s]), typ=self.t, align=self.es)
+                b.store(x, self.gep(d_row, s), align=self.es)
+
+    def emit_pack_a(self, a: ir.Value, rsa: ir.Value, csa: ir.Value, mc: ir.Value,
+                    kc: ir.Value, dst: ir.Value) -> None:
+        """A[0:mc, 0:kc] -> MR-row micro-panels, each kc x MR (k-major)."""
+        b, mr = self.b, self.cfg.mr
+        with self.loop(c64(0), mc, mr) as p:
+            valid = self.imin(c64(mr), b.sub(mc, p))
+            self.emit_panel_copy(self.gep(a, b.mul(p, rsa)), rsa, csa, valid, mr, kc,
+                                 self.gep(dst, b.mul(p, kc)))
+
+    def emit_pack_b(self, bsrc: ir.Value, rsb: ir.Value, csb: ir.Value, kc: ir.Value,
+                    nc: ir.Value, dst: ir.Value) -> None:
+        """B[0:kc, 0:nc] -> NR-column micro-panels, each kc x NR; vector copy when csb == 1."""
+        b, nr = self.b, self.cfg.nr
+        with self.loop(c64(0), nc, nr) as p:
+            valid = self.imin(c64(nr), b.sub(nc, p))
+            src = self.gep(bsrc, b.mul(p, csb))
+            d = self.gep(dst, b.mul(p, kc))
+            fast = b.and_(b.icmp_signed("==", valid, c64(nr)), b.icmp_signed("==", csb, c64(1)))
+            with b.if_else(fast) as (vec, scalar):
+                with vec:
+                    self._emit_vector_panel(src, rsb, kc, d)
+                with scalar:
+                    self.emit_panel_copy(src, csb, rsb, valid, nr, kc, d)
+
+    def _emit_vector_panel(self, src: ir.Value, rsb: ir.Value, kc: ir.Value,
+                           dst: ir.Value) -> None:
+        b = self.b
+        with self.loop(c64(0), kc, 1) as k:
+            s_row = self.gep(src, b.mul(k, rsb))
+            d_row = self.gep(dst, b.mul(k, c64(self.cfg.nr)))
+            for v in range(self.nv):
+                x = b.load(self.gep(s_row, v * self.w), typ=self.vt, align=self.es)
+                b.store(x, self.gep(d_row, v * self.w), align=min(64, self.cfg.vector_bytes))
+
+    # ---- loop nests ------------------------------------------------------------------
+    def emit_body(self) -> ir.Function:
+        """Entry: choose the direct (unpacked) or the packed path at run time, from the sizes."""
+        cfg, b = self.cfg, self.b
+        a, rsa, csa, bm, rsb, csb, c, rsc, m, n, k, scratch = self.fn.args
+        with b.if_then(b.or_(b.icmp_signed("<=", m, c64(0)), b.icmp_signed("<=", n, c64(0)))):
+            b.ret_void()
+        kc_max = self.imin(c64(cfg.kc), k)
+        nc_max = self.imin(c64(cfg.nc), self.round_up(n, cfg.nr))
+        b_bytes = self.round_up(b.mul(b.mul(kc_max, nc_max), c64(self.es)), 64)
+        ap = self.byte_gep(scratch, b_bytes)
+        small = b.icmp_signed("<=", b.mul(b.mul(m, n), k), c64(cfg.direct_max))
+        direct = b.and_(b.and_(small, b.icmp_signed("==", csb, c64(1))),
+                        b.icmp_signed("<=", k, c64(cfg.kc)))
+        with b.if_else(direct) as (yes, no):
+            with yes:
+                self.emit_direct(ap, scratch)
+            with no:
+                self.emit_packed(ap, scratch, c64(0), m)
+        b.ret_void()
+        return self.fn
+
+    def emit_direct(self, ap: ir.Value, bp: ir.Value) -> None:
+        """Small problems: read A and B in place (B rows contiguous); only edges are copied."""
+        cfg, b = self.cfg, self.b
+        a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _ = self.fn.args
+        mfull = b.sub(m, b.srem(m, c64(cfg.mr)))
+        nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
+        with b.if_then(b.icmp_signed("<", mfull, m)):
+            self.emit_panel_copy(self.gep(a, b.mul(mfull, rsa)), rsa, csa, b.sub(m, mfull),
+                                 cfg.mr, k, ap)
+        with b.if_then(b.icmp_signed("<", nfull, n)):
+            self.emit_panel_copy(self.gep(bm, nfull), c64(1), rsb, b.sub(n, nfull), cfg.nr, k, bp)
+        true = ir.Constant(ir.IntType(1), 1)
+        with self.loop(c64(0), n, cfg.nr) as jr:
+            full_n = b.icmp_signed("<", jr, nfull)
+            b_ptr = b.select(full_n, self.gep(bm, jr), bp)
+            b_ks = b.select(full_n, rsb, c64(cfg.nr))
+            nr_eff = self.imin(c64(cfg.nr), b.sub(n, jr))
+            with self.loop(c64(0), m, cfg.mr) as ir_:
+                full_m = b.icmp_signed("<", ir_, mfull)
+                a_ptr = b.select(full_m, self.gep(a, b.mul(ir_, rsa)), ap)
+                a_rs = b.select(full_m, rsa, c64(1))
+                a_ks = b.select(full_m, csa, c64(cfg.mr))
+                c_tile = self.gep(c, b.add(b.mul(ir_, rsc), jr))
+                self.emit_prefetch_c(c_tile, rsc)
+                acc = self.emit_kernel(a_ptr, a_rs, a_ks, b_ptr, b_ks, k, self.es)
+                self.emit_write_tile(acc, c_tile, rsc, ir_, jr,
+                                     self.imin(c64(cfg.mr), b.sub(m, ir_)), nr_eff, true, true)
+
+    def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
+        """Goto/BLIS nest jc -> pc -> pack B -> ic -> pack A -> jr -> ir over rows [m_lo, m_hi).
+
+        The ic loop is the unit a thread can own: with B packed once and shared, a thread
+        runs the same ic loop over its own MC-aligned row range with its own A buffer.
+        """
+        cfg, b = self.cfg, self.b
+        a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _ = self.fn.args
+        with self.loop(c64(0), n, cfg.nc) as jc:
+            nc = self.imin(c64(cfg.nc), b.sub(n, jc))
+            with self.loop(c64(0), k, cfg.kc, once=True) as pc:
+                kc = self.imin(c64(cfg.kc), b.sub(k, pc))
+                first = b.icmp_signed("==", pc, c64(0))
+                last = b.icmp_signed(">=", b.add(pc, kc), k)
+                b_src = self.gep(bm, b.add(b.mul(pc, rsb), b.mul(jc, csb)))
+                self.emit_pack_b(b_src, rsb, csb, kc, nc, bp)
+                with self.loop(m_lo, m_hi, cfg.mc) as ic:
+                    mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
+                    a_src = self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa)))
+                    self.emit_pack_a(a_src, rsa, csa, mc, kc, ap)
+                    self._emit_macro_tile(ap, bp, ic, jc, mc, nc, kc, first, last)
+
+    def _emit_macro_tile(self, ap, bp, ic, jc, mc, nc, kc, first, last) -> None:
+        """The two register-tile loops over one packed MC x NC block.
+
+        jr outer keeps a B micro-panel in L1 (BLIS order); ir outer keeps an A micro-panel
+        in L1 and streams the B block from L2 (better for wide NR tiles).
+        """
+        cfg, b = self.cfg, self.b
+        c, rsc = self.fn.args[6], self.fn.args[7]
+        outer, inner = (mc, cfg.mr), (nc, cfg.nr)
+        if not cfg.ir_outer:
+            outer, inner = inner, outer
+        with self.loop(c64(0), outer[0], outer[1]) as o, \
+                self.loop(c64(0), inner[0], inner[1]) as i:
+            ir_, jr = (o, i) if cfg.ir_outer else (i, o)
+            row, col = b.add(ic, ir_), b.add(jc, jr)
+            c_tile = self.gep(c, b.add(b.mul(row, rsc), col))
+            self.emit_prefetch_c(c_tile, rsc)
+            acc = self.emit_kernel(self.gep(ap, b.mul(ir_, kc)), c64(1), c64(cfg.mr),
+                                   self.gep(bp, b.mul(jr, kc)), c64(cfg.nr), kc,
+                                   min(64, cfg.vector_bytes))
+            self.emit_write_tile(acc, c_tile, rsc, row, col,
+                                 self.imin(c64(cfg.mr), b.sub(mc, ir_)),
+                                 self.imin(c64(cfg.nr), b.sub(nc, jr)), first, last)

@@ -1,0 +1,167 @@
+"""runtime.gemm against a float64 numpy reference: shapes, strides, paths, epilogue, safety."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from llvmlite import ir
+
+from runtime import engine, gemm
+
+DTYPES = ("float32", "float64")
+EDGE_SIZES = (1, 3, 7, 17, 63, 65, 129, 255, 257)
+
+
+def variants(dtype: str) -> dict[str, gemm.GemmConfig]:
+    """The host config, one forced through tiny blocks (every loop runs several times,
+    several KC blocks accumulate) and one forced down the direct (unpacked) path."""
+    cfg = gemm.gemm_config(dtype)
+    return {
+        "host": cfg,
+        "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, direct_max=0),
+        "tiny_ir_outer": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr,
+                                             direct_max=0, ir_outer=not cfg.ir_outer),
+        "direct": dataclasses.replace(cfg, kc=512, direct_max=1 << 62),
+    }
+
+
+@pytest.fixture(scope="module")
+def kernels() -> dict[tuple[str, str], gemm.GemmKernel]:
+    return {(d, name): gemm.GemmKernel(cfg)
+            for d in DTYPES for name, cfg in variants(d).items()}
+
+
+def reference_check(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """|c - a@b| within a K-scaled rounding bound of float64 a@b."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    eps = np.finfo(c.dtype).eps
+    bound = 2 * (a.shape[1] + 2) * eps * (np.abs(a64) @ np.abs(b64)) + 1e-30
+    err = np.abs(c.astype(np.float64) - a64 @ b64)
+    assert c.shape == (a.shape[0], b.shape[1])
+    assert np.all(err <= bound), f"max error {err.max()} vs bound {bound.max()}"
+
+
+def operand(rng: np.random.Generator, shape: tuple[int, int], dtype: str,
+            layout: str) -> np.ndarray:
+    """A (rows, cols) operand as a C array, a transposed view or a strided view."""
+    r, c = shape
+    if layout == "T":
+        return rng.standard_normal((c, r)).astype(dtype).T
+    if layout == "strided":
+        return rng.standard_normal((r, 2 * c + 1)).astype(dtype)[:, 1::2]
+    if layout == "strided_T":
+        return rng.standard_normal((2 * c, r + 3)).astype(dtype)[::2, 3:].T
+    return rng.standard_normal((r, c)).astype(dtype)
+
+
+LAYOUTS = ("C", "T", "strided", "strided_T")
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 300), n=st.integers(1, 300), k=st.integers(1, 300),
+       dtype=st.sampled_from(DTYPES), variant=st.sampled_from(("host", "tiny", "direct")),
+       la=st.sampled_from(LAYOUTS), lb=st.sampled_from(LAYOUTS), seed=st.integers(0, 99))
+def test_random_shapes(kernels, m, n, k, dtype, variant, la, lb, seed):
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
+    reference_check(kernels[dtype, variant](a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ("host", "tiny", "tiny_ir_outer", "direct"))
+def test_edge_sizes(kernels, dtype, variant):
+    rng = np.random.default_rng(1)
+    sizes = EDGE_SIZES
+    combos = {(s, s, s) for s in sizes} | {(s, sizes[-1 - i], sizes[(i + 4) % 9])
+                                           for i, s in enumerate(sizes)}
+    for m, n, k in sorted(combos):
+        for la, lb in (("C", "C"), ("T", "strided")):
+            a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
+            reference_check(kernels[dtype, variant](a, b), a, b)
+
+
+def test_matmul_runner_and_empty_k():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_allclose(gemm.matmul(a, a.T), a @ a.T)
+    assert gemm.matmul(a.astype(np.float64), a.T).dtype == np.float64
+    np.testing.assert_array_equal(gemm.matmul(np.ones((3, 0)), np.ones((0, 5))), 0)
+    assert gemm.matmul(np.ones((0, 4)), np.ones((4, 5))).shape == (0, 5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_writes_outside_c_or_scratch(dtype):
+    """C is a view inside a guarded buffer; scratch is exactly scratch_bytes long + guard."""
+    cfg = variants(dtype)["tiny"]
+    kern = gemm.GemmKernel(cfg)
+    rng = np.random.default_rng(2)
+    for m, n, k in ((13, 37, 21), (1, 1, 1), (65, 7, 30)):
+        a, b = operand(rng, (m, k), dtype, "C"), operand(rng, (k, n), dtype, "C")
+        big = np.full((m + 2, n + 9), 7.0, dtype)
+        c = big[1:-1, 4:4 + n]
+        nbytes = gemm.scratch_bytes(cfg, m, n, k)
+        assert nbytes % 64 == 0
+        scratch = kern.scratch(nbytes + 256)
+        scratch[nbytes:] = 0xAB
+        kern(a, b, out=c)
+        reference_check(c, a, b)
+        c[...] = 7.0
+        assert np.all(big == 7.0)
+        assert np.all(scratch[nbytes:nbytes + 256] == 0xAB)
+
+
+def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value) -> ir.Value:
+    zero = ir.Constant(acc.type, None)
+    return builder.select(builder.fcmp_ordered(">", acc, zero), acc, zero)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ("tiny", "direct"))
+def test_epilogue_relu_only_on_final_tiles(dtype, variant):
+    """Several KC blocks with negative partial sums: relu must see only the final sum."""
+    kern = gemm.GemmKernel(variants(dtype)[variant], epilogue=relu, name="gemm_relu")
+    rng = np.random.default_rng(3)
+    for m, n, k in ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7)):
+        lb = "C" if variant == "direct" else "T"
+        a, b = operand(rng, (m, k), dtype, "C"), operand(rng, (k, n), dtype, lb)
+        c = kern(a, b)
+        ref = np.maximum(a.astype(np.float64) @ b.astype(np.float64), 0)
+        np.testing.assert_allclose(c, ref, atol=1e-4 * k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accumulate(dtype):
+    cfg = dataclasses.replace(variants(dtype)["tiny"], accumulate=True)
+    kern = gemm.GemmKernel(cfg)
+    rng = np.random.default_rng(4)
+    a, b = operand(rng, (23, 19), dtype, "C"), operand(rng, (19, 70), dtype, "C")
+    c0 = rng.standard_normal((23, 70)).astype(dtype)
+    c = kern(a, b, out=c0.copy())
+    np.testing.assert_allclose(c, c0 + a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("vector_bytes", (16, 32, 64))
+def test_config_per_vector_width(vector_bytes):
+    h = engine.host()
+    fake = dataclasses.replace(h, vector_bytes=vector_bytes)
+    for dtype in DTYPES:
+        cfg = gemm.gemm_config(dtype, fake, caches=(32 << 10, 512 << 10, 8 << 20))
+        lanes = vector_bytes // cfg.itemsize
+        assert cfg.nr % lanes == 0 and cfg.mc % cfg.mr == 0 and cfg.nc % cfg.nr == 0
+        accumulators = cfg.mr * cfg.nr // lanes
+        assert accumulators <= (24 if vector_bytes == 64 else 12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hot_loops_do_not_spill(kernels, dtype):
+    """Every FMA loop keeps its accumulators in registers under the light pipeline."""
+    asm = kernels[dtype, "host"].module.assembly()
+    fma_blocks = [blk for blk in re.split(r"\n(?=\.LBB\S+:)", asm) if "vfmadd" in blk]
+    assert fma_blocks
+    for blk in fma_blocks:
+        vector_stack = [line for line in blk.splitlines()
+                        if re.search(r"[xyz]mm", line) and re.search(r"\(%r[sb]p\)", line)]
+        assert not vector_stack, vector_stack
