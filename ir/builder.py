@@ -50,6 +50,7 @@ class Builder:
         self.loc: Location | None = None
         self._next_id = 0
         self._param_names: set[str] = set()
+        self._producers: dict[str, Op] = {}
 
     def param(self, type: TensorType, name: str = "arg") -> Value:
         unique, n = name, 1
@@ -75,8 +76,14 @@ class Builder:
         type_ = definition.type_rule(resolved, clean)
         result = Value(str(self._next_id), type_)
         self._next_id += 1
-        self.ops.append(Op(name, resolved, clean, result, loc if loc is not None else self.loc))
+        op = Op(name, resolved, clean, result, loc if loc is not None else self.loc)
+        self.ops.append(op)
+        self._producers[result.name] = op
         return result
+
+    def producer(self, operand: Operand) -> Op | None:
+        """The op of this builder that made `operand`; None for parameters and literals."""
+        return self._producers.get(operand.name) if isinstance(operand, Value) else None
 
     def __getattr__(self, name: str):
         if name in REGISTRY:
@@ -90,6 +97,21 @@ class Builder:
             yield
         finally:
             self.loc = saved
+
+    def replay(self, fn: Function, args: Sequence[Operand]) -> dict[str, Operand]:
+        """Emit `fn`'s ops with its parameters bound to `args`; maps each old name to its new value."""
+        if len(args) != len(fn.params):
+            raise TypeError(f"@{fn.name} takes {len(fn.params)} arguments, got {len(args)}")
+        env: dict[str, Operand] = {p.name: a for p, a in zip(fn.params, args)}
+        for op in fn.ops:
+            operands = [env[o.name] if isinstance(o, Value) else o for o in op.operands]
+            env[op.result.name] = self.emit(op.name, *operands, loc=op.loc, **op.attrs)
+        return env
+
+    def inline(self, fn: Function, args: Sequence[Operand]) -> list[Operand]:
+        """Emit `fn`'s ops with its parameters bound to `args`; returns its results."""
+        env = self.replay(fn, args)
+        return [env[r.name] for r in fn.results]
 
     def build(self, results: Sequence[Value]) -> Function:
         return Function(self.name, tuple(self.params), tuple(self.ops), tuple(results))

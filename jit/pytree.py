@@ -1,0 +1,87 @@
+"""Pytrees: nested tuples, lists and dicts of leaves, flattened to a list plus a structure.
+
+The structure (`TreeDef`) is hashable plain data, so it can be part of a compile-cache key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class TreeDef:
+    kind: str                     # "leaf", "tuple", "list", "dict" or "none"
+    children: tuple["TreeDef", ...] = ()
+    keys: tuple = ()              # dict keys, sorted
+
+    @property
+    def num_leaves(self) -> int:
+        return 1 if self.kind == "leaf" else sum(c.num_leaves for c in self.children)
+
+
+LEAF = TreeDef("leaf")
+
+
+def flatten(tree: Any) -> tuple[list, TreeDef]:
+    leaves: list = []
+
+    def walk(node: Any) -> TreeDef:
+        if node is None:
+            return TreeDef("none")
+        if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
+            return TreeDef(type(node).__name__, tuple(walk(c) for c in node))
+        if isinstance(node, dict):
+            try:
+                keys = tuple(sorted(node))
+            except TypeError as err:
+                raise TypeError(f"dict keys of a pytree must be sortable, got {list(node)}") from err
+            return TreeDef("dict", tuple(walk(node[k]) for k in keys), keys)
+        leaves.append(node)
+        return LEAF
+
+    return leaves, walk(tree)
+
+
+def unflatten(treedef: TreeDef, leaves: list) -> Any:
+    it = iter(leaves)
+
+    def build(d: TreeDef) -> Any:
+        if d.kind == "leaf":
+            return next(it)
+        if d.kind == "none":
+            return None
+        children = [build(c) for c in d.children]
+        if d.kind == "dict":
+            return dict(zip(d.keys, children))
+        return tuple(children) if d.kind == "tuple" else children
+
+    return build(treedef)
+
+
+def leaf_paths(tree: Any, prefix: str) -> list[str]:
+    """Readable names for the leaves, used as IR parameter names (`params_w`, `xs_0`)."""
+    paths: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if node is None:
+            return
+        if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
+            for i, c in enumerate(node):
+                walk(c, f"{path}_{i}")
+        elif isinstance(node, dict):
+            for k in sorted(node):
+                walk(node[k], f"{path}_{k}")
+        else:
+            paths.append("".join(ch if ch.isalnum() or ch == "_" else "_" for ch in path))
+
+    walk(tree, prefix)
+    return paths
+
+
+def tree_map(fn: Callable, tree: Any) -> Any:
+    leaves, treedef = flatten(tree)
+    return unflatten(treedef, [fn(x) for x in leaves])
+
+
+def _is_namedtuple(node: Any) -> bool:
+    return isinstance(node, tuple) and hasattr(node, "_fields")

@@ -1,0 +1,249 @@
+"""`Tensor`: one class for eager values and traced ones.
+
+An eager Tensor holds a numpy array; a traced one holds an IR value of a live trace. Every op
+goes through `bind`, which emits IR when any operand is traced and otherwise computes at once
+with the op's reference semantics, recording the step for `backward()` when an operand
+requires grad. So user code runs unchanged under `jit` and `grad`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from ir import Builder, DenseConst, Operand, TensorType, Value, dtype_of
+from ir.interpreter import literal_array, run_op
+from jit import autograd
+from jit.trace import Trace, concretization_error, innermost, user_location
+
+
+class Tensor:
+    __array_priority__ = 1000  # numpy defers `ndarray + Tensor` to Tensor.__radd__
+    __hash__ = object.__hash__  # `==` is elementwise, identity is the hash (as in PyTorch)
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            array = data.numpy()
+        elif isinstance(data, (np.ndarray, np.generic)):
+            array = np.asarray(data)
+        else:
+            array = np.array(data, dtype=np.float32 if dtype is None else None)
+            if array.dtype == object:
+                raise TypeError(f"Tensor() expects numbers, nested lists of numbers, numpy "
+                                f"arrays or Tensors, got {type(data).__name__}")
+        target = dtype_of(array.dtype if dtype is None else dtype)
+        self._data = np.array(array, dtype=target.numpy, order="C")  # a copy: later writes to
+        # the caller's array must not change this tensor
+        self._value: Value | None = None
+        self._trace: Trace | None = None
+        self._weak = False
+        self._node: autograd.Node | None = None
+        self.grad: Tensor | None = None
+        self.requires_grad = False
+        if requires_grad:
+            if not target.is_float:
+                raise TypeError(f"only floating-point tensors can require gradients, got "
+                                f"dtype {target.numpy}")
+            self.requires_grad = True
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray | None = None, *, value: Value | None = None,
+              trace: Trace | None = None, weak: bool = False) -> "Tensor":
+        t = cls.__new__(cls)
+        t._data, t._value, t._trace, t._weak = data, value, trace, weak
+        t._node, t.grad, t.requires_grad = None, None, False
+        return t
+
+    # Attributes --------------------------------------------------------------------------------
+
+    @property
+    def type(self) -> TensorType:
+        if self._value is not None:
+            return self._value.type
+        return TensorType(dtype_of(self._data.dtype), self._data.shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.type.dtype.numpy
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return self.type.size
+
+    @property
+    def is_traced(self) -> bool:
+        return self._value is not None
+
+    @property
+    def T(self) -> "Tensor":
+        return ops.transpose(self)
+
+    # Conversion --------------------------------------------------------------------------------
+
+    def _concrete(self, construct: str) -> np.ndarray:
+        if self._value is not None:
+            raise concretization_error(construct, self)
+        return self._data
+
+    def numpy(self) -> np.ndarray:
+        return self._concrete(".numpy()")
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self._concrete("conversion to a numpy array")
+        return data if dtype is None else data.astype(dtype)
+
+    def item(self) -> bool | int | float:
+        data = self._concrete(".item()")
+        if data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {data.shape}")
+        return data.item()
+
+    def tolist(self) -> Any:
+        return self._concrete(".tolist()").tolist()
+
+    def __bool__(self) -> bool:
+        return bool(self._concrete("bool() of a tensor (an `if`, `while`, `and`, `or`, `not` "
+                                   "or `assert` on it)"))
+
+    def __float__(self) -> float:
+        return float(self._one("float()"))
+
+    def __int__(self) -> int:
+        return int(self._one("int()"))
+
+    def __index__(self) -> int:
+        data = self._one("use as an index")
+        if not self.type.dtype.is_int:
+            raise TypeError(f"only integer tensors can be used as an index, got {data.dtype}")
+        return int(data)
+
+    def _one(self, construct: str) -> Any:
+        data = self._concrete(construct)
+        if data.size != 1:
+            raise TypeError(f"{construct} needs a tensor with one element, got shape {data.shape}")
+        return data.reshape(()).item()
+
+    def __repr__(self) -> str:
+        if self._value is not None:
+            return f"Tensor<traced {self.type}>"
+        body = np.array2string(self._data, separator=", ", prefix="Tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({body}, dtype={self._data.dtype}{extra})"
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tensor"]:
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # Autograd ----------------------------------------------------------------------------------
+
+    def detach(self) -> "Tensor":
+        return Tensor._wrap(self._data, value=self._value, trace=self._trace)
+
+    def backward(self, gradient: Any = None) -> None:
+        autograd.backward(self, gradient)
+
+    # Operators ---------------------------------------------------------------------------------
+
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __pow__(self, other): return ops.pow(self, other)
+    def __rpow__(self, other): return ops.pow(other, self)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return ops.abs(self)
+    def __lt__(self, other): return ops.less(self, other)
+    def __le__(self, other): return ops.less_equal(self, other)
+    def __gt__(self, other): return ops.greater(self, other)
+    def __ge__(self, other): return ops.greater_equal(self, other)
+    def __eq__(self, other): return ops.equal(self, other)  # type: ignore[override]
+    def __ne__(self, other): return ops.not_equal(self, other)  # type: ignore[override]
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    # Methods -----------------------------------------------------------------------------------
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def sqrt(self): return ops.sqrt(self)
+    def abs(self): return ops.abs(self)
+    def tanh(self): return ops.tanh(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def relu(self): return ops.relu(self)
+    def flatten(self): return ops.reshape(self, (-1,))
+    def astype(self, dtype): return ops.astype(self, dtype)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int)
+                           else shape)
+
+    def transpose(self, *axes):
+        return ops.transpose(self, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int)
+                                    else axes) or None)
+
+
+def lift(trace: Trace, x: Any) -> Operand | Any:
+    """An operand of `trace` for `x`: its own value, a capture, or a baked-in constant."""
+    if not isinstance(x, Tensor):
+        return x
+    if x._trace is trace:
+        return x._value
+    if x._trace is not None:
+        return trace.capture(x)
+    return trace.builder.constant(value=DenseConst(x._data))
+
+
+def bind(name: str, *operands: Any, context: tuple = (), **attrs: Any) -> Tensor:
+    """Apply the IR op `name`: traced operands -> emit IR; all concrete -> compute now.
+
+    `context` names tensors whose trace an op without tensor operands (`iota`) belongs to.
+    """
+    trace = innermost(operands + tuple(context))
+    if trace is not None:
+        values = [lift(trace, o) for o in operands]
+        value = trace.builder.emit(name, *values, loc=user_location(), **attrs)
+        return Tensor._wrap(value=value, trace=trace)
+    return _eager(name, operands, attrs)
+
+
+def _eager(name: str, operands: tuple, attrs: dict) -> Tensor:
+    b = Builder("eager")
+    stand_ins = [b.param(o.type) if isinstance(o, Tensor) else o for o in operands]
+    b.emit(name, *stand_ins, **attrs)
+    op = b.ops[-1]
+    arrays = [o._data if isinstance(o, Tensor) else literal_array(lit)
+              for o, lit in zip(operands, op.operands)]
+    out = Tensor._wrap(run_op(op, arrays))
+    if autograd.grad_enabled() and any(isinstance(o, Tensor) and o.requires_grad
+                                       for o in operands):
+        inputs = tuple(o if isinstance(o, Tensor) else lit
+                       for o, lit in zip(operands, op.operands))
+        autograd.record(out, autograd.Node(name, op.attrs, inputs, user_location()))
+    return out
+
+
+from jit import ops  # noqa: E402  (ops builds on Tensor; Tensor's methods call ops)
