@@ -130,7 +130,8 @@ class DenseConst:
     array: np.ndarray
 
     def __post_init__(self) -> None:
-        arr = np.ascontiguousarray(self.array)
+        # np.array, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,).
+        arr = np.array(self.array, order="C")
         arr.setflags(write=False)
         object.__setattr__(self, "array", arr)
 
