@@ -5,6 +5,7 @@ functions compare equal exactly when they print the same text.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
@@ -153,7 +154,8 @@ class Location:
     line: int
 
     def __str__(self) -> str:
-        return f'loc("{self.file}":{self.line})'
+        # Quoted as the parser reads it back (JSON), so quotes and backslashes survive.
+        return f"loc({json.dumps(self.file, ensure_ascii=False)}:{self.line})"
 
 
 @dataclass(frozen=True)
