@@ -135,6 +135,12 @@ class DenseConst:
         arr = np.array(self.array, order="C")
         arr.setflags(write=False)
         object.__setattr__(self, "array", arr)
+        # The text spells every NaN `nan`, so equality treats all NaNs (any sign or payload)
+        # alike, as Literal does; otherwise `parse(to_text(f)) == f` fails on folded -nan.
+        canonical = arr
+        if arr.dtype.kind == "f" and np.isnan(arr).any():
+            canonical = np.where(np.isnan(arr), np.array(np.nan, arr.dtype), arr)
+        object.__setattr__(self, "_key", canonical.tobytes())
 
     @property
     def type(self) -> TensorType:
@@ -142,10 +148,10 @@ class DenseConst:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, DenseConst) and self.type == other.type
-                and self.array.tobytes() == other.array.tobytes())
+                and self._key == other._key)
 
     def __hash__(self) -> int:
-        return hash((self.type, self.array.tobytes()))
+        return hash((self.type, self._key))
 
 
 @dataclass(frozen=True)
