@@ -150,6 +150,35 @@ class _Parser:
             raise self.error(f"expected {what}")
         return self.next()[1]
 
+    def expect_count(self, what: str) -> int:
+        """A non-negative integer token (a dimension, a line number)."""
+        if self.peek()[0] != "number" or not self.peek()[1].isdigit():
+            raise self.error(f"expected {what} (a non-negative integer)")
+        return int(self.next()[1])
+
+    def expect_string(self, what: str) -> str:
+        token = self.peek()
+        text = self.expect_kind("string", what)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise self.error("malformed string escape", token, say_found=False) from None
+
+    def scalar_of(self, value: bool | int | float, dtype: DType, token) -> bool | int | float:
+        """`value` as an element of `dtype`; integers and bools must be exactly representable
+        (floats round, as a float literal in source code does)."""
+        if not dtype.is_float:
+            try:
+                converted = dtype.numpy.type(value).item()
+            except (OverflowError, ValueError):
+                converted = None
+            if converted is None or converted != value or isinstance(value, float) and (
+                    dtype.is_bool or not value.is_integer()):
+                raise self.error(f"{format_scalar(value)} is not a value of dtype {dtype}", token,
+                                 say_found=False)
+            return converted
+        return value
+
     # grammar
 
     def parse_function(self) -> Function:
@@ -215,7 +244,7 @@ class _Parser:
         while not self.accept("]"):
             if dims:
                 self.expect(",")
-            dims.append(int(self.expect_kind("number", "a dimension")))
+            dims.append(self.expect_count("a dimension"))
         return TensorType(dtype, tuple(dims))
 
     def parse_result_types(self) -> tuple[TensorType, ...]:
@@ -242,7 +271,7 @@ class _Parser:
         type_ = self.parse_after_colon()
         loc = self.parse_loc() if self.peek()[1] == "loc" else None
         default = default_literal_dtype([o for o in operands if isinstance(o, Value)], type_.dtype)
-        resolved = tuple(Literal(o[0], o[1] or default) if isinstance(o, tuple) else o
+        resolved = tuple(self.literal(*o, default) if isinstance(o, tuple) else o
                          for o in operands)
         return Op(name, resolved, attrs, self.define(result_token, type_), loc)
 
@@ -255,7 +284,11 @@ class _Parser:
         if self.peek()[1] == ":" and self.peek(1)[1] in DTYPES and self.peek(2)[1] != "[":
             self.next()
             dtype = self.parse_dtype()
-        return value, dtype
+        return value, dtype, token
+
+    def literal(self, value, dtype: DType | None, token, default: DType) -> Literal:
+        dtype = dtype or default
+        return Literal(self.scalar_of(value, dtype, token), dtype)
 
     def parse_scalar(self) -> bool | int | float:
         kind, text, *_ = token = self.next()
@@ -273,7 +306,10 @@ class _Parser:
         while not self.accept("}"):
             if attrs:
                 self.expect(",")
+            token = self.peek()
             key = self.expect_kind("ident", "an attribute name")
+            if key in attrs:
+                raise self.error(f"attribute {key!r} is given twice", token, say_found=False)
             self.expect("=")
             attrs[key] = self.parse_attr_value()
         return attrs
@@ -289,7 +325,7 @@ class _Parser:
                 items.append(self.parse_attr_value())
             return tuple(items)
         if kind == "string":
-            return json.loads(self.next()[1])
+            return self.expect_string("a string")
         if kind == "ident" and text in DTYPES:
             return self.parse_dtype()
         if kind == "ident" and text == "dense":
@@ -305,7 +341,7 @@ class _Parser:
         while not self.accept("]"):
             if items:
                 self.expect(",")
-            items.append(self.parse_scalar())
+            items.append(self.scalar_of(self.parse_scalar(), type_.dtype, self.tokens[self.i - 1]))
         self.expect(">")
         if len(items) != type_.size:
             raise self.error(f"a dense {type_} needs {type_.size} elements, got {len(items)}",
@@ -315,9 +351,9 @@ class _Parser:
     def parse_loc(self) -> Location:
         self.expect("loc")
         self.expect("(")
-        file = json.loads(self.expect_kind("string", "a file name in quotes"))
+        file = self.expect_string("a file name in quotes")
         self.expect(":")
-        line = int(self.expect_kind("number", "a line number"))
+        line = self.expect_count("a line number")
         self.expect(")")
         return Location(file, line)
 
