@@ -10,10 +10,26 @@ C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned 
 `scratch_bytes(config, M, N, K)` bytes. C is never read before it is written unless
 `accumulate`, so it need not be zeroed.
 
-Design (PERF-NOTES 1): Goto/BLIS nest jc(NC) -> pc(KC) -> pack B -> ic(MC) -> pack A ->
-jr(NR) -> ir(MR) -> MR x NR register tile of explicit <W x T> FMA chains. The first KC block
-stores, later ones accumulate; the epilogue runs on the last. Edge tiles go through a stack
-tile. Small problems with contiguous B rows skip packing and read A and B in place.
+Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
+-> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
+first KC block stores and later ones accumulate (the epilogue runs on the last); edge columns
+go through a stack tile, the last M % MR rows through exact-height kernels. A with unit
+column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
+in L2); small problems (M*N*K <= direct_max, K <= KC, B rows contiguous) pack nothing.
+Threads: hand each one a row range (offset A and C, pass its M) or, sharing packed B, a range
+of the ic loop (`GemmEmitter.emit_packed(m_lo, m_hi)`).
+
+Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
+shared noisy VM, interleaved medians; FMA peak ~265):
+- Tiles: 6x64 (24 zmm) best; 12x32 / 14x32 equal at n >= 512, 10-15% slower at n=64
+  (row edge); 8x48 and 4x64 worse at n >= 128. Direct path 6x64 at n=64: 240-265.
+- Loop order ir -> jr (A panel in L1, B block kc x nc in L2): +5-10% at n=2048 over
+  BLIS jr -> ir, whose kc x 64 B micro-panel does not fit L1. kc 128-512 and nc 512-1024
+  are one plateau (kc=256, nc=768 kept); k-unroll 1 vs 2: no difference.
+- Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
+  n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
+- Result vs numpy: n=64 1.41x, 128 1.22x, 256 1.11x, 512 1.08x, 1024 1.03x, 2048 0.92-0.94x;
+  float64 256 1.28x, 1024 1.18x. IR ~5k lines, light pipeline compile ~140 ms.
 """
 from __future__ import annotations
 
@@ -41,12 +57,11 @@ class GemmConfig:
     vector_bytes: int     # 16 / 32 / 64: SSE, AVX2, AVX-512
     mr: int               # register tile rows
     nr: int               # register tile columns, a multiple of the vector lanes
-    mc: int               # rows of the packed A block (multiple of mr), sized for L2
-    kc: int               # depth of a packed block, sized so micro-panels stay in L1
-    nc: int               # columns of the packed B block (multiple of nr), sized for L3
+    mc: int               # rows of a packed A block (multiple of mr; only A with csa != 1)
+    kc: int               # depth of a block: C is read back K / kc - 1 times
+    nc: int               # columns of the packed B block (multiple of nr), kept in L2
     direct_max: int       # M*N*K up to which B-row-contiguous problems skip packing
     k_unroll: int = 1
-    ir_outer: bool = False    # register-tile loop order inside a packed block
     accumulate: bool = False  # C += A @ B instead of C = A @ B
 
     @property
@@ -81,17 +96,17 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
                 caches: tuple[int, int, int] | None = None) -> GemmConfig:
     """Parameters for `dtype` on `host` (default: this machine) from its vector width and caches."""
     host = host or engine.host()
-    l1, l2, l3 = caches or cache_sizes()
+    _, l2, _ = caches or cache_sizes()
     es = ITEMSIZE[dtype]
     vb = min(host.vector_bytes, 64)
     mr, nr = _TILES[(vb, dtype)]
-    # B micro-panel (kc x nr) plus A micro-panel (kc x mr) in about half of L1.
-    kc = max(64, min(512, (l1 // 2) // ((mr + nr) * es) // 16 * 16 * 2))
-    # A block (mc x kc) in about half of L2.
-    mc = max(mr, min(l2 // 2 // (kc * es), 1024) // mr * mr)
-    # B block (kc x nc) in a quarter of L3.
-    nc = max(nr, min(l3 // 4 // (kc * es), 8192) // nr * nr)
-    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_max=160 ** 3)
+    kc = 256  # the KC plateau: 256-512 measure the same on Zen3 and Zen5
+    # The packed B block (kc x nc) is swept once per A micro-panel: keep it in 3/4 of L2.
+    nc = max(nr, (l2 * 3 // 4) // (kc * es) // nr * nr)
+    mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer (A with csa != 1)
+    # Reading operands in place wins up to 256^3 with AVX-512 tiles, 128^3 with AVX2 tiles.
+    direct_max = 256 ** 3 if vb == 64 else 128 ** 3
+    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_max)
 
 
 @functools.cache

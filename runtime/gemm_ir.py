@@ -7,6 +7,7 @@ so loop invariants (row offsets, pointers) are hoisted here by hand.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from llvmlite import ir
@@ -20,6 +21,9 @@ PTR = ir.PointerType()
 
 # epilogue(builder, acc_vector, row_index, col_index) -> vector, applied to final tiles only.
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value], ir.Value]
+
+# b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
+BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
 
 ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch")
 
@@ -123,16 +127,21 @@ class GemmEmitter:
 
     # ---- microkernel -----------------------------------------------------------------
     def emit_kernel(self, a: ir.Value, a_rs: ir.Value, a_ks: ir.Value, bp: ir.Value,
-                    b_ks: ir.Value, kc: ir.Value, b_align: int) -> list[list[ir.Value]]:
-        """MR x NR accumulators of sum_k A[i, k] * B[k, j]; A rows at a + i*a_rs, k step a_ks."""
+                    b_ks: ir.Value, kc: ir.Value, b_align: int,
+                    mr: int | None = None) -> list[list[ir.Value]]:
+        """mr (default MR) x NR accumulators of sum_k A[i, k] * B[k, j].
+
+        A row i is at a + i*a_rs and steps by a_ks per k; B steps by b_ks per k.
+        """
         cfg, b = self.cfg, self.b
-        rows = [b.mul(c64(i), a_rs) for i in range(cfg.mr)]
+        mr = mr or cfg.mr
+        rows = [b.mul(c64(i), a_rs) for i in range(mr)]
 
         def step(state: list[ir.Value]) -> list[ir.Value]:
             pa, pb, *acc = state
             bv = [b.load(self.gep(pb, v * self.w), typ=self.vt, align=b_align)
                   for v in range(self.nv)]
-            for i in range(cfg.mr):
+            for i in range(mr):
                 s = self.splat(b.load(self.gep(pa, rows[i]), typ=self.t, align=self.es))
                 for v in range(self.nv):
                     acc[i * self.nv + v] = b.call(self.fma, [s, bv[v], acc[i * self.nv + v]])
@@ -144,18 +153,18 @@ class GemmEmitter:
             return state
 
         zero = ir.Constant(self.vt, None)
-        state = [a, bp] + [zero] * (cfg.mr * self.nv)
+        state = [a, bp] + [zero] * (mr * self.nv)
         main_stop = b.sub(kc, c64(cfg.k_unroll - 1))
         k, state = self.carried(c64(0), main_stop, cfg.k_unroll, state, unrolled)
         if cfg.k_unroll > 1:
             _, state = self.carried(k, kc, 1, state, step)
         acc = state[2:]
-        return [acc[i * self.nv:(i + 1) * self.nv] for i in range(cfg.mr)]
+        return [acc[i * self.nv:(i + 1) * self.nv] for i in range(mr)]
 
-    def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value) -> None:
+    def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value, mr: int | None = None) -> None:
         """Prefetch the C tile for writing: +5-9% at large n (PERF-NOTES 1)."""
         lines = -(-self.cfg.nr * self.es // 64)
-        for i in range(self.cfg.mr):
+        for i in range(mr or self.cfg.mr):
             row = self.gep(c, self.b.mul(c64(i), rsc))
             for line in range(lines):
                 p = self.gep(row, line * 64 // self.es)
@@ -184,7 +193,7 @@ class GemmEmitter:
                         first: ir.Value, last: ir.Value) -> None:
         """Store a tile to C; edge tiles go through the stack tile so the store stays vector."""
         cfg, b = self.cfg, self.b
-        edge = b.or_(b.icmp_signed("<", mr_eff, c64(cfg.mr)),
+        edge = b.or_(b.icmp_signed("<", mr_eff, c64(len(acc))),
                      b.icmp_signed("<", nr_eff, c64(cfg.nr)))
         need_c = ir.Constant(ir.IntType(1), 1) if cfg.accumulate else b.not_(first)
         with b.if_then(b.and_(edge, need_c)):
@@ -297,45 +306,38 @@ class GemmEmitter:
                         b.icmp_signed("<=", k, c64(cfg.kc)))
         with b.if_else(direct) as (yes, no):
             with yes:
-                self.emit_direct(ap, scratch)
+                self.emit_direct(scratch)
             with no:
                 self.emit_packed(ap, scratch, c64(0), m)
         b.ret_void()
         return self.fn
 
-    def emit_direct(self, ap: ir.Value, bp: ir.Value) -> None:
-        """Small problems: read A and B in place (B rows contiguous); only edges are copied."""
+    def emit_direct(self, bp: ir.Value) -> None:
+        """Small problems: read A and B in place (B rows contiguous); one block, no K split.
+
+        Only the last N % NR columns of B are copied, to a padded panel in scratch.
+        """
         cfg, b = self.cfg, self.b
-        a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _ = self.fn.args
-        mfull = b.sub(m, b.srem(m, c64(cfg.mr)))
+        a, rsa, csa, bm, rsb, _, _, _, m, n, k, _ = self.fn.args
         nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
-        with b.if_then(b.icmp_signed("<", mfull, m)):
-            self.emit_panel_copy(self.gep(a, b.mul(mfull, rsa)), rsa, csa, b.sub(m, mfull),
-                                 cfg.mr, k, ap)
         with b.if_then(b.icmp_signed("<", nfull, n)):
             self.emit_panel_copy(self.gep(bm, nfull), c64(1), rsb, b.sub(n, nfull), cfg.nr, k, bp)
+
+        def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
+            full = b.icmp_signed("<", jr, nfull)
+            return b.select(full, self.gep(bm, jr), bp), b.select(full, rsb, c64(cfg.nr)), self.es
+
         true = ir.Constant(ir.IntType(1), 1)
-        with self.loop(c64(0), n, cfg.nr) as jr:
-            full_n = b.icmp_signed("<", jr, nfull)
-            b_ptr = b.select(full_n, self.gep(bm, jr), bp)
-            b_ks = b.select(full_n, rsb, c64(cfg.nr))
-            nr_eff = self.imin(c64(cfg.nr), b.sub(n, jr))
-            with self.loop(c64(0), m, cfg.mr) as ir_:
-                full_m = b.icmp_signed("<", ir_, mfull)
-                a_ptr = b.select(full_m, self.gep(a, b.mul(ir_, rsa)), ap)
-                a_rs = b.select(full_m, rsa, c64(1))
-                a_ks = b.select(full_m, csa, c64(cfg.mr))
-                c_tile = self.gep(c, b.add(b.mul(ir_, rsc), jr))
-                self.emit_prefetch_c(c_tile, rsc)
-                acc = self.emit_kernel(a_ptr, a_rs, a_ks, b_ptr, b_ks, k, self.es)
-                self.emit_write_tile(acc, c_tile, rsc, ir_, jr,
-                                     self.imin(c64(cfg.mr), b.sub(m, ir_)), nr_eff, true, true)
+        self._emit_macro_tile(_Block(c64(0), n, k, true, true), c64(0), m,
+                              (a, rsa, rsa, csa), b_panel, True)
 
     def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
-        """Goto/BLIS nest jc -> pc -> pack B -> ic -> pack A -> jr -> ir over rows [m_lo, m_hi).
+        """Goto/BLIS nest jc -> pc -> pack B -> ic -> (pack A) -> ir -> jr over rows [m_lo, m_hi).
 
+        A with unit column stride is read in place: its MR x KC micro-panel stays in L1 while
+        jr sweeps the packed B block in L2, so packing it only costs time (5% at n=512).
         The ic loop is the unit a thread can own: with B packed once and shared, a thread
-        runs the same ic loop over its own MC-aligned row range with its own A buffer.
+        runs the same ic loop over its own row range with its own A buffer.
         """
         cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _ = self.fn.args
@@ -343,36 +345,77 @@ class GemmEmitter:
             nc = self.imin(c64(cfg.nc), b.sub(n, jc))
             with self.loop(c64(0), k, cfg.kc, once=True) as pc:
                 kc = self.imin(c64(cfg.kc), b.sub(k, pc))
-                first = b.icmp_signed("==", pc, c64(0))
-                last = b.icmp_signed(">=", b.add(pc, kc), k)
-                b_src = self.gep(bm, b.add(b.mul(pc, rsb), b.mul(jc, csb)))
-                self.emit_pack_b(b_src, rsb, csb, kc, nc, bp)
-                with self.loop(m_lo, m_hi, cfg.mc) as ic:
-                    mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
-                    a_src = self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa)))
-                    self.emit_pack_a(a_src, rsa, csa, mc, kc, ap)
-                    self._emit_macro_tile(ap, bp, ic, jc, mc, nc, kc, first, last)
+                tiles = _Block(jc, nc, kc, b.icmp_signed("==", pc, c64(0)),
+                               b.icmp_signed(">=", b.add(pc, kc), k))
+                self.emit_pack_b(self.gep(bm, b.add(b.mul(pc, rsb), b.mul(jc, csb))),
+                                 rsb, csb, kc, nc, bp)
+                align = min(64, cfg.vector_bytes)
 
-    def _emit_macro_tile(self, ap, bp, ic, jc, mc, nc, kc, first, last) -> None:
-        """The two register-tile loops over one packed MC x NC block.
+                def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
+                    return self.gep(bp, b.mul(jr, kc)), c64(cfg.nr), align
 
-        jr outer keeps a B micro-panel in L1 (BLIS order); ir outer keeps an A micro-panel
-        in L1 and streams the B block from L2 (better for wide NR tiles).
+                with b.if_else(b.icmp_signed("==", csa, c64(1))) as (in_place, packed):
+                    with in_place, self.loop(m_lo, m_hi, cfg.mc) as ic:
+                        mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
+                        a_src = self.gep(a, b.add(b.mul(ic, rsa), pc))
+                        self._emit_macro_tile(tiles, ic, mc, (a_src, rsa, rsa, c64(1)), b_panel,
+                                              True)
+                    with packed, self.loop(m_lo, m_hi, cfg.mc) as ic:
+                        mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
+                        self.emit_pack_a(self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa))),
+                                         rsa, csa, mc, kc, ap)
+                        a_packed = (ap, kc, c64(1), c64(cfg.mr))
+                        self._emit_macro_tile(tiles, ic, mc, a_packed, b_panel, False)
+
+    def _emit_macro_tile(self, blk: _Block, ic: ir.Value, mc: ir.Value,
+                         a_src: tuple[ir.Value, ...], b_panel: BPanel, exact_rows: bool) -> None:
+        """ir -> jr over one MC x NC block; a_src = (base, step per row, row stride, k stride),
+        b_panel(jr) = (B micro-panel, k stride, alignment).
+
+        exact_rows: the last mc % MR rows get a kernel of that height (A read in place must
+        not be read past row M); packed A is padded, so its edge rows use the full kernel.
         """
         cfg, b = self.cfg, self.b
+        full = b.sub(mc, b.srem(mc, c64(cfg.mr))) if exact_rows else mc
+        with self.loop(c64(0), full, cfg.mr) as ir_:
+            self._emit_tile_row(blk, ic, ir_, self.imin(c64(cfg.mr), b.sub(mc, ir_)), a_src,
+                                b_panel, cfg.mr)
+        if not exact_rows:
+            return
+        done = b.append_basic_block("rows_done")
+        switch = b.switch(b.sub(mc, full), done)
+        for rows in range(1, cfg.mr):
+            case = b.append_basic_block(f"rows{rows}")
+            switch.add_case(c64(rows), case)
+            b.position_at_end(case)
+            self._emit_tile_row(blk, ic, full, c64(rows), a_src, b_panel, rows)
+            b.branch(done)
+        b.position_at_end(done)
+
+    def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,
+                       a_src: tuple[ir.Value, ...], b_panel: BPanel, mr: int) -> None:
+        """One micro-panel of A (in L1) against every packed B micro-panel of the block."""
+        cfg, b = self.cfg, self.b
         c, rsc = self.fn.args[6], self.fn.args[7]
-        outer, inner = (mc, cfg.mr), (nc, cfg.nr)
-        if not cfg.ir_outer:
-            outer, inner = inner, outer
-        with self.loop(c64(0), outer[0], outer[1]) as o, \
-                self.loop(c64(0), inner[0], inner[1]) as i:
-            ir_, jr = (o, i) if cfg.ir_outer else (i, o)
-            row, col = b.add(ic, ir_), b.add(jc, jr)
+        base, step, a_rs, a_ks = a_src
+        a_panel = self.gep(base, b.mul(ir_, step))
+        row = b.add(ic, ir_)
+        with self.loop(c64(0), blk.nc, cfg.nr) as jr:
+            col = b.add(blk.jc, jr)
             c_tile = self.gep(c, b.add(b.mul(row, rsc), col))
-            self.emit_prefetch_c(c_tile, rsc)
-            acc = self.emit_kernel(self.gep(ap, b.mul(ir_, kc)), c64(1), c64(cfg.mr),
-                                   self.gep(bp, b.mul(jr, kc)), c64(cfg.nr), kc,
-                                   min(64, cfg.vector_bytes))
-            self.emit_write_tile(acc, c_tile, rsc, row, col,
-                                 self.imin(c64(cfg.mr), b.sub(mc, ir_)),
-                                 self.imin(c64(cfg.nr), b.sub(nc, jr)), first, last)
+            self.emit_prefetch_c(c_tile, rsc, mr)
+            b_ptr, b_ks, b_align = b_panel(jr)
+            acc = self.emit_kernel(a_panel, a_rs, a_ks, b_ptr, b_ks, blk.kc, b_align, mr)
+            self.emit_write_tile(acc, c_tile, rsc, row, col, mr_eff,
+                                 self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first, blk.last)
+
+
+@dataclass
+class _Block:
+    """Loop values shared by every tile of one packed (jc, pc) block."""
+
+    jc: ir.Value
+    nc: ir.Value
+    kc: ir.Value
+    first: ir.Value
+    last: ir.Value
