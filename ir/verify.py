@@ -22,6 +22,10 @@ def verify(fn: Function) -> Function:
     for p in fn.params:
         define(p, f"@{fn.name} parameters")
     for op in fn.ops:
+        for o in op.operands:
+            if not isinstance(o, (Value, Literal)):  # checked first: the op cannot be printed
+                raise VerifyError(f"`{op.result} = {op.name} ...`: operand {o!r} is neither a "
+                                  f"value nor a literal")
         where = f"`{format_op(op)}`"
         if op.name not in REGISTRY:
             raise VerifyError(f"{where}: unknown op {op.name!r}")
@@ -29,8 +33,6 @@ def verify(fn: Function) -> Function:
             if isinstance(o, Value) and defined.get(o.name) != o:
                 raise VerifyError(f"{where}: operand {o} is not defined before it is used "
                                   f"(or has another type there)")
-            if not isinstance(o, (Value, Literal)):
-                raise VerifyError(f"{where}: operand {o!r} is neither a value nor a literal")
         definition = REGISTRY[op.name]
         expected = set(definition.attrs)
         if set(op.attrs) != expected:
