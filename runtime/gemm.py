@@ -16,8 +16,9 @@ first KC block stores and later ones accumulate (the epilogue runs on the last);
 go through a stack tile, the last M % MR rows through exact-height kernels. A with unit
 column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
 in L2); small problems (M*N*K <= direct_max, K <= KC, B rows contiguous) pack nothing.
-Threads: hand each one a row range (offset A and C, pass its M) or, sharing packed B, a range
-of the ic loop (`GemmEmitter.emit_packed(m_lo, m_hi)`).
+The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
+columns over one K block) that both paths call. Threads: hand each one a row range (offset A
+and C, pass its M) or, sharing packed B, a range of the ic loop (`emit_packed(m_lo, m_hi)`).
 
 Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
 shared noisy VM, interleaved medians; FMA peak ~265):
@@ -28,8 +29,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   are one plateau (kc=256, nc=768 kept); k-unroll 1 vs 2: no difference.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
   n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
-- Result vs numpy: n=64 1.41x, 128 1.22x, 256 1.11x, 512 1.08x, 1024 1.03x, 2048 0.92-0.94x;
-  float64 256 1.28x, 1024 1.18x. IR ~5k lines, light pipeline compile ~140 ms.
+- Result vs numpy: n=64 1.40x, 128 1.24x, 256 1.09x, 512 1.06x, 1024 1.00x, 2048 0.92-0.96x;
+  float64 256 1.29x, 1024 1.15x. IR ~3k lines, light-pipeline compile 75-90 ms.
 """
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def gemm_llvm_ir(config: GemmConfig, name: str, epilogue: Epilogue | None = None
     if config.vector_bytes == 64:
         # Keep <16 x float> whole even if the CPU's tuning prefers 256-bit vectors.
         attrs += ' "min-legal-vector-width"="512"'
-    text = re.sub(rf'(define void @"{re.escape(name)}"\(.*\))', r"\1 #0", text)
+    text = re.sub(r"^(define .*\))$", r"\1 #0", text, flags=re.MULTILINE)
     return text + f"\nattributes #0 = {{ nounwind {attrs} }}\n"
 
 

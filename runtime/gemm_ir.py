@@ -26,6 +26,10 @@ Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value], ir.Value]
 BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
 
 ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch")
+# The block function: one A row range against one B column range, over one K block.
+MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "b", "b_step", "b_ks", "b_edge", "nfull",
+              "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last")
+POINTER_ARGS = ("A", "B", "C", "scratch", "a", "b", "b_edge", "c")
 
 
 def c64(x: int) -> ir.Constant:
@@ -43,19 +47,29 @@ class GemmEmitter:
         self.nv = cfg.nr // self.w
         self.vt = ir.VectorType(self.t, self.w)
         self.epilogue = epilogue
-        types = [PTR if n in "ABC" or n == "scratch" else I64 for n in ARG_NAMES]
-        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), types), name)
-        for arg, n in zip(self.fn.args, ARG_NAMES):
-            arg.name = n
-            if arg.type == PTR:
-                arg.add_attribute("noalias")
         self.prefetch = ir.Function(
             module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
         suffix = f"v{self.w}f{self.es * 8}"
         self.fma = ir.Function(module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.{suffix}")
-        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
-        tile_type = ir.ArrayType(self.t, cfg.mr * cfg.nr)
-        tile = self.b.alloca(tile_type, name="tile")
+        self.macro = self._function(module, f"{name}.block", MACRO_ARGS, "internal")
+        self.fn = self._function(module, name, ARG_NAMES, None)
+
+    def _function(self, module: ir.Module, name: str, names: Sequence[str],
+                  linkage: str | None) -> ir.Function:
+        types = [PTR if n in POINTER_ARGS else I64 for n in names]
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), types), name)
+        if linkage:
+            fn.linkage = linkage
+        for arg, n in zip(fn.args, names):
+            arg.name = n
+            if arg.type == PTR:
+                arg.add_attribute("noalias")
+        return fn
+
+    def _begin(self, fn: ir.Function) -> None:
+        """Emit into fn from now on, with its own stack tile for edge stores."""
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tile = self.b.alloca(ir.ArrayType(self.t, self.cfg.mr * self.cfg.nr), name="tile")
         tile.align = 64
         tile.type = PTR  # an opaque pointer, like every other pointer in this module
         self.tile = tile
@@ -293,6 +307,8 @@ class GemmEmitter:
     # ---- loop nests ------------------------------------------------------------------
     def emit_body(self) -> ir.Function:
         """Entry: choose the direct (unpacked) or the packed path at run time, from the sizes."""
+        self._emit_block_function()
+        self._begin(self.fn)
         cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, csb, c, rsc, m, n, k, scratch = self.fn.args
         with b.if_then(b.or_(b.icmp_signed("<=", m, c64(0)), b.icmp_signed("<=", n, c64(0)))):
@@ -312,27 +328,45 @@ class GemmEmitter:
         b.ret_void()
         return self.fn
 
+    def _emit_block_function(self) -> None:
+        """`name.block`: the ir -> jr tile loops, emitted once and called by both paths.
+
+        A rows at a + i*a_rs step a_ks per k; micro-panel ir starts at a + ir*a_step.
+        B micro-panel jr < nfull is at b + jr*b_step stepping b_ks per k; later columns
+        come from the padded panel b_edge (k stride NR).
+        """
+        self._begin(self.macro)
+        cfg, b = self.cfg, self.b
+        (a, a_step, a_rs, a_ks, bm, b_step, b_ks, b_edge, nfull,
+         c, rsc, row0, col0, mc, nc, kc, first, last) = self.macro.args
+
+        def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
+            full = b.icmp_signed("<", jr, nfull)
+            return (b.select(full, self.gep(bm, b.mul(jr, b_step)), b_edge),
+                    b.select(full, b_ks, c64(cfg.nr)), self.es)
+
+        blk = _Block(c, rsc, col0, nc, kc, b.icmp_signed("!=", first, c64(0)),
+                     b.icmp_signed("!=", last, c64(0)))
+        self._emit_macro_tile(blk, row0, mc, (a, a_step, a_rs, a_ks), b_panel)
+        b.ret_void()
+
+    def _call_block(self, *args: ir.Value) -> None:
+        self.b.call(self.macro, [c64(x) if isinstance(x, int) else x for x in args])
+
     def emit_direct(self, bp: ir.Value) -> None:
         """Small problems: read A and B in place (B rows contiguous); one block, no K split.
 
         Only the last N % NR columns of B are copied, to a padded panel in scratch.
         """
         cfg, b = self.cfg, self.b
-        a, rsa, csa, bm, rsb, _, _, _, m, n, k, _ = self.fn.args
+        a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _ = self.fn.args
         nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
         with b.if_then(b.icmp_signed("<", nfull, n)):
             self.emit_panel_copy(self.gep(bm, nfull), c64(1), rsb, b.sub(n, nfull), cfg.nr, k, bp)
-
-        def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
-            full = b.icmp_signed("<", jr, nfull)
-            return b.select(full, self.gep(bm, jr), bp), b.select(full, rsb, c64(cfg.nr)), self.es
-
-        true = ir.Constant(ir.IntType(1), 1)
-        self._emit_macro_tile(_Block(c64(0), n, k, true, true), c64(0), m,
-                              (a, rsa, rsa, csa), b_panel, True)
+        self._call_block(a, rsa, rsa, csa, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1, 1)
 
     def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
-        """Goto/BLIS nest jc -> pc -> pack B -> ic -> (pack A) -> ir -> jr over rows [m_lo, m_hi).
+        """Goto/BLIS nest jc -> pc -> pack B -> ic -> (pack A) -> block over rows [m_lo, m_hi).
 
         A with unit column stride is read in place: its MR x KC micro-panel stays in L1 while
         jr sweeps the packed B block in L2, so packing it only costs time (5% at n=512).
@@ -345,43 +379,36 @@ class GemmEmitter:
             nc = self.imin(c64(cfg.nc), b.sub(n, jc))
             with self.loop(c64(0), k, cfg.kc, once=True) as pc:
                 kc = self.imin(c64(cfg.kc), b.sub(k, pc))
-                tiles = _Block(jc, nc, kc, b.icmp_signed("==", pc, c64(0)),
-                               b.icmp_signed(">=", b.add(pc, kc), k))
+                first = b.zext(b.icmp_signed("==", pc, c64(0)), I64)
+                last = b.zext(b.icmp_signed(">=", b.add(pc, kc), k), I64)
                 self.emit_pack_b(self.gep(bm, b.add(b.mul(pc, rsb), b.mul(jc, csb))),
                                  rsb, csb, kc, nc, bp)
-                align = min(64, cfg.vector_bytes)
-
-                def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
-                    return self.gep(bp, b.mul(jr, kc)), c64(cfg.nr), align
-
-                with b.if_else(b.icmp_signed("==", csa, c64(1))) as (in_place, packed):
-                    with in_place, self.loop(m_lo, m_hi, cfg.mc) as ic:
-                        mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
-                        a_src = self.gep(a, b.add(b.mul(ic, rsa), pc))
-                        self._emit_macro_tile(tiles, ic, mc, (a_src, rsa, rsa, c64(1)), b_panel,
-                                              True)
-                    with packed, self.loop(m_lo, m_hi, cfg.mc) as ic:
-                        mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
-                        self.emit_pack_a(self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa))),
-                                         rsa, csa, mc, kc, ap)
-                        a_packed = (ap, kc, c64(1), c64(cfg.mr))
-                        self._emit_macro_tile(tiles, ic, mc, a_packed, b_panel, False)
+                b_args = (bp, kc, cfg.nr, bp, nc, c, rsc)
+                with self.loop(m_lo, m_hi, cfg.mc) as ic:
+                    mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
+                    a_blk = self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa)))
+                    with b.if_else(b.icmp_signed("==", csa, c64(1))) as (in_place, packed):
+                        with in_place:
+                            self._call_block(a_blk, rsa, rsa, 1, *b_args, ic, jc, mc, nc, kc,
+                                             first, last)
+                        with packed:
+                            self.emit_pack_a(a_blk, rsa, csa, mc, kc, ap)
+                            self._call_block(ap, kc, 1, cfg.mr, *b_args, ic, jc, mc, nc, kc,
+                                             first, last)
 
     def _emit_macro_tile(self, blk: _Block, ic: ir.Value, mc: ir.Value,
-                         a_src: tuple[ir.Value, ...], b_panel: BPanel, exact_rows: bool) -> None:
+                         a_src: tuple[ir.Value, ...], b_panel: BPanel) -> None:
         """ir -> jr over one MC x NC block; a_src = (base, step per row, row stride, k stride),
         b_panel(jr) = (B micro-panel, k stride, alignment).
 
-        exact_rows: the last mc % MR rows get a kernel of that height (A read in place must
-        not be read past row M); packed A is padded, so its edge rows use the full kernel.
+        The last mc % MR rows get a kernel of exactly that height: A read in place must not
+        be read past row M, and no FMA is spent on padding rows.
         """
         cfg, b = self.cfg, self.b
-        full = b.sub(mc, b.srem(mc, c64(cfg.mr))) if exact_rows else mc
+        full = b.sub(mc, b.srem(mc, c64(cfg.mr)))
         with self.loop(c64(0), full, cfg.mr) as ir_:
             self._emit_tile_row(blk, ic, ir_, self.imin(c64(cfg.mr), b.sub(mc, ir_)), a_src,
                                 b_panel, cfg.mr)
-        if not exact_rows:
-            return
         done = b.append_basic_block("rows_done")
         switch = b.switch(b.sub(mc, full), done)
         for rows in range(1, cfg.mr):
@@ -396,7 +423,7 @@ class GemmEmitter:
                        a_src: tuple[ir.Value, ...], b_panel: BPanel, mr: int) -> None:
         """One micro-panel of A (in L1) against every packed B micro-panel of the block."""
         cfg, b = self.cfg, self.b
-        c, rsc = self.fn.args[6], self.fn.args[7]
+        c, rsc = blk.c, blk.rsc
         base, step, a_rs, a_ks = a_src
         a_panel = self.gep(base, b.mul(ir_, step))
         row = b.add(ic, ir_)
@@ -412,8 +439,10 @@ class GemmEmitter:
 
 @dataclass
 class _Block:
-    """Loop values shared by every tile of one packed (jc, pc) block."""
+    """Values shared by every tile of one (jc, pc) block."""
 
+    c: ir.Value
+    rsc: ir.Value
     jc: ir.Value
     nc: ir.Value
     kc: ir.Value
