@@ -30,14 +30,13 @@ def repeat_driver() -> ctypes.CFUNCTYPE:
     """Native `rep(fn, args..., reps)`: calls fn reps times, so timing excludes ctypes."""
     params = ", ".join(f"{'ptr' if n in ('A', 'B', 'C', 'scratch') else 'i64'} %{n}"
                        for n in ARG_NAMES)
-    args = params
     text = f"""
 define void @rep(ptr %f, {params}, i64 %reps) {{
 entry:
   br label %loop
 loop:
   %i = phi i64 [0, %entry], [%i1, %loop]
-  call void %f({args})
+  call void %f({params})
   %i1 = add i64 %i, 1
   %more = icmp slt i64 %i1, %reps
   br i1 %more, label %loop, label %done
@@ -51,7 +50,7 @@ done:
     return fn
 
 
-def median_time(run, reps: int) -> float:
+def time_per_call(run, reps: int) -> float:
     t = time.perf_counter()
     run(reps)
     return (time.perf_counter() - t) / reps
@@ -80,9 +79,9 @@ def probe(dtype: str, n: int, kern: gemm.GemmKernel, rep, rounds: int) -> dict[s
 
     times = {"numpy": [], "kernel": [], "call": []}
     for _ in range(rounds):
-        times["numpy"].append(median_time(numpy_run, reps))
-        times["kernel"].append(median_time(lambda r: rep(fptr, *args, r), reps))
-        times["call"].append(median_time(call_run, reps))
+        times["numpy"].append(time_per_call(numpy_run, reps))
+        times["kernel"].append(time_per_call(lambda r: rep(fptr, *args, r), reps))
+        times["call"].append(time_per_call(call_run, reps))
     return {k: 2 * n ** 3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
