@@ -1,23 +1,44 @@
-"""Running traced IR on concrete arrays: optimize, compile (cached on the program), execute."""
+"""Running traced IR on concrete arrays: optimize, lower, compile once per program, execute.
+
+`executable_for` is the one cache of compiled programs, keyed by the traced program's text
+(which includes its constants), so a program compiles once per process however it is reached:
+a jitted call, a `grad` on concrete inputs, or an eager `backward()`.
+"""
 from __future__ import annotations
 
+import os
+import threading
 from typing import Sequence
 
 import numpy as np
 
 import passes
 import runtime
-from ir import Function, to_text
+from ir import Function, loops, to_text
 
-_optimized: dict[str, runtime.Executable] = {}
+_cache: dict[str, object] = {}
+_lock = threading.Lock()
 
 
-def executable_for(fn: Function) -> runtime.Executable:
-    """The compiled form of a traced function, optimized once per distinct program text."""
+def compile_traced(fn: Function):
+    optimized = passes.optimize(fn)
+    if os.environ.get("TENSORJIT_BACKEND") == "interpreter":
+        return runtime.InterpretedExecutable(optimized)
+    program = passes.lower(optimized)
+    passes.dump(fn.name, "loops", loops.to_text(program))
+    executable = runtime.compile_program(program)
+    passes.dump(fn.name, "llvm", executable.stage_text("llvm"))
+    return executable
+
+
+def executable_for(fn: Function):
     key = to_text(fn)
-    hit = _optimized.get(key)
+    with _lock:
+        hit = _cache.get(key)
     if hit is None:
-        hit = _optimized.setdefault(key, runtime.compile_cached(passes.optimize(fn)))
+        hit = compile_traced(fn)
+        with _lock:
+            hit = _cache.setdefault(key, hit)
     return hit
 
 

@@ -1,5 +1,6 @@
-"""Code generation and execution: IR functions in, callables on numpy arrays out.
+"""Code generation and execution: loop programs in, callables on numpy arrays out.
 Imports `ir` only; knows nothing of Python tracing."""
-from runtime.executable import Executable, compile_cached, compile_function
+from runtime.executable import InterpretedExecutable
+from runtime.native import NativeExecutable, compile_program
 
-__all__ = ["Executable", "compile_cached", "compile_function"]
+__all__ = ["InterpretedExecutable", "NativeExecutable", "compile_program"]

@@ -1,0 +1,208 @@
+"""The loop IR: kernels over buffers, the stage between tensor IR and LLVM IR.
+
+A `Program` is buffers plus kernels run in order. A `LoopKernel` runs its stages inside outer
+loops (`outer`: one iteration per "row"); each `Stage` is a loop nest over its own inner shape
+whose body is a list of scalar expressions (the fused tensor ops, applied per element). All
+accesses are affine: element offset + sum(index * stride) over the outer then inner indices,
+with stride 0 for broadcasting. Row reductions accumulate into per-row `slots` that later
+stages of the same row read; `Store.combine` accumulates into memory (column reductions).
+A `MatmulKernel` is a call of the generated GEMM on strided operands.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ir.core import DType
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    kind: str            # "input", "output", "const", "temp"
+    offset: int = 0      # temps: byte offset in the scratch arena
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for n in self.shape:
+            size *= n
+        return size
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Access:
+    buffer: str
+    offset: int
+    strides: tuple[int, ...]   # one per iteration dimension (outer, then the stage's inner)
+
+    def __str__(self) -> str:
+        terms = [str(self.offset)] if self.offset or not any(self.strides) else []
+        terms += [f"{s}*i{d}" if s != 1 else f"i{d}" for d, s in enumerate(self.strides) if s]
+        return f"%{self.buffer}[{' + '.join(terms)}]"
+
+
+@dataclass(frozen=True)
+class Expr:
+    """One scalar expression of a stage body; `args` index earlier expressions.
+
+    op: an elementwise tensor-IR op name, or "load" (attrs: access), "literal" (attrs:
+    value), "index" (attrs: dim; the iteration index), "slot" (attrs: slot).
+    """
+
+    op: str
+    args: tuple[int, ...]
+    dtype: DType
+    attrs: tuple[tuple[str, Any], ...] = ()
+
+    def attr(self, name: str) -> Any:
+        return dict(self.attrs)[name]
+
+
+@dataclass(frozen=True)
+class Store:
+    expr: int
+    access: Access
+    combine: str | None = None   # None: overwrite; "add", "max", "min": accumulate
+
+
+@dataclass(frozen=True)
+class Reduction:
+    kind: str      # "add", "max", "min", or "set" (a value computed once per row)
+    expr: int
+    slot: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    shape: tuple[int, ...]
+    exprs: tuple[Expr, ...]
+    stores: tuple[Store, ...] = ()
+    reductions: tuple[Reduction, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoopKernel:
+    name: str
+    outer: tuple[int, ...]
+    slots: tuple[tuple[str, DType], ...]   # (reduction kind, dtype) per slot, reset every row
+    stages: tuple[Stage, ...]
+    computes: tuple[str, ...]              # the tensor-IR ops it holds, for reading
+
+    @property
+    def buffers(self) -> tuple[str, ...]:
+        names = []
+        for stage in self.stages:
+            accesses = [e.attr("access") for e in stage.exprs if e.op == "load"]
+            accesses += [s.access for s in stage.stores]
+            names += [a.buffer for a in accesses if a.buffer not in names]
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class Operand2D:
+    """A matmul operand: element [b..., i, j] at offset + b·batch_strides + i*rows + j*cols."""
+
+    buffer: str
+    offset: int
+    batch_strides: tuple[int, ...]
+    rows: int
+    cols: int
+
+    def __str__(self) -> str:
+        return (f"%{self.buffer}[{self.offset} + batch{list(self.batch_strides)} "
+                f"+ i*{self.rows} + j*{self.cols}]")
+
+
+@dataclass(frozen=True)
+class MatmulKernel:
+    name: str
+    dtype: DType
+    batch: tuple[int, ...]
+    m: int
+    n: int
+    k: int
+    a: Operand2D
+    b: Operand2D
+    c: Operand2D
+    computes: tuple[str, ...]
+
+    @property
+    def buffers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.a.buffer, self.b.buffer, self.c.buffer)))
+
+
+Kernel = Union[LoopKernel, MatmulKernel]
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    buffers: tuple[Buffer, ...]
+    kernels: tuple[Kernel, ...]
+    inputs: tuple[str, ...]       # buffer per function parameter
+    outputs: tuple[str, ...]      # buffer per function result
+    constants: tuple[tuple[str, Any], ...]   # (buffer, numpy array) baked into the program
+    scratch_bytes: int
+
+    def buffer(self, name: str) -> Buffer:
+        return next(b for b in self.buffers if b.name == name)
+
+
+# Printing --------------------------------------------------------------------------------------
+
+def _format_expr(i: int, e: Expr) -> str:
+    if e.op == "load":
+        rhs = f"load {e.attr('access')}"
+    elif e.op == "literal":
+        rhs = f"{e.attr('value')!r}"
+    elif e.op == "index":
+        rhs = f"index i{e.attr('dim')}"
+    elif e.op == "slot":
+        rhs = f"slot s{e.attr('slot')}"
+    else:
+        extra = "".join(f" {{{k} = {v}}}" for k, v in e.attrs)
+        rhs = f"{e.op} {', '.join(f'e{a}' for a in e.args)}{extra}"
+    return f"e{i} = {rhs} : {e.dtype}"
+
+
+def format_kernel(kernel: Kernel, vector_lanes: int | None = None) -> list[str]:
+    if isinstance(kernel, MatmulKernel):
+        return [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
+                f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   ({', '.join(kernel.computes)})",
+                f"  a = {kernel.a}", f"  b = {kernel.b}", f"  c = {kernel.c}"]
+    lines = [f"kernel {kernel.name}   ({', '.join(kernel.computes)})"]
+    indent = "  "
+    for d, n in enumerate(kernel.outer):
+        lines.append(f"{indent}for i{d} in [0, {n}):")
+        indent += "  "
+    if kernel.slots:
+        lines.append(indent + "slots " + ", ".join(f"s{i}: {k} {t}"
+                                                   for i, (k, t) in enumerate(kernel.slots)))
+    base = len(kernel.outer)
+    for number, stage in enumerate(kernel.stages):
+        loops = " ".join(f"i{base + d} in [0, {n})" for d, n in enumerate(stage.shape))
+        width = f", vector {vector_lanes}" if vector_lanes and stage.shape else ""
+        lines.append(f"{indent}stage {number}: for {loops or '(once)'}{width}")
+        lines += [f"{indent}  {_format_expr(i, e)}" for i, e in enumerate(stage.exprs)]
+        lines += [f"{indent}  s{r.slot} {r.kind}= e{r.expr}" for r in stage.reductions]
+        lines += [f"{indent}  {s.access} {('' if s.combine is None else s.combine)}= e{s.expr}"
+                  for s in stage.stores]
+    return lines
+
+
+def to_text(program: Program) -> str:
+    lines = [f"program @{program.name}   (scratch {program.scratch_bytes} bytes)"]
+    for b in program.buffers:
+        where = f" at +{b.offset}" if b.kind == "temp" else ""
+        lines.append(f"  buffer %{b.name}: {b.dtype}[{','.join(map(str, b.shape))}] "
+                     f"{b.kind}{where}")
+    for kernel in program.kernels:
+        lines += ["  " + line for line in format_kernel(kernel)]
+    return "\n".join(lines) + "\n"

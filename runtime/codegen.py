@@ -1,0 +1,335 @@
+"""Loop IR -> LLVM IR: a function per kernel, and an entry that runs the kernels in order.
+
+Each stage's innermost loop is explicitly vectorized (`<W x T>`, W from the host's widest
+vector register and the stage's widest element), unrolled with one accumulator per copy when
+it reduces, and followed by a scalar tail that runs the same body on scalars. The entry takes
+one Python tuple of numpy arrays and reads their data pointers itself, so a call costs one
+ctypes transition whatever the number of buffers.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from llvmlite import ir
+
+from ir import DType, i64
+from ir.loops import Access, Expr, LoopKernel, MatmulKernel, Program, Stage
+from runtime.elementwise import EMITTERS, Ctx, constant, intrinsic, lanes_of, llvm_type
+from runtime.engine import host
+
+I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+UNROLL = 4            # vector copies (and accumulators) per iteration in reducing stages
+
+_IDENTITY = {"add": 0, "max": float("-inf"), "min": float("inf"), "set": 0}
+_INT_IDENTITY = {"max": lambda bits: -(1 << (bits - 1)), "min": lambda bits: (1 << (bits - 1)) - 1}
+
+
+def identity(kind: str, dtype: DType, lanes: int = 1) -> ir.Constant:
+    if dtype.is_int and kind in _INT_IDENTITY:
+        return constant(dtype, _INT_IDENTITY[kind](dtype.itemsize * 8), lanes)
+    return constant(dtype, _IDENTITY[kind], lanes)
+
+
+def memory_type(dtype: DType) -> ir.Type:
+    return I8 if dtype.is_bool else llvm_type(dtype)
+
+
+def c64(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+@contextmanager
+def counted_loop(b: ir.IRBuilder, start: int, stop: int, step: int = 1) -> Iterator[ir.Value]:
+    """for i in range(start, stop, step) with constant bounds; yields i (an i64 phi)."""
+    pre = b.block
+    head, body, done = (b.append_basic_block(n) for n in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, "i")
+    i.add_incoming(c64(start), pre)
+    b.cbranch(b.icmp_signed("<", i, c64(stop)), body, done)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, c64(step), flags=("nsw",)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def splat(b: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+    if lanes == 1:
+        return value
+    vector = ir.VectorType(value.type, lanes)
+    one = b.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
+                            ir.Constant(ir.VectorType(I32, lanes), None))
+
+
+def combine(b: ir.IRBuilder, kind: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value:
+    if kind == "add":
+        return b.fadd(x, y) if dtype.is_float else b.add(x, y)
+    if dtype.is_float:
+        return intrinsic(b, "maximum" if kind == "max" else "minimum", [x, y])
+    return b.select(b.icmp_signed(">" if kind == "max" else "<", x, y), x, y)
+
+
+def horizontal(b: ir.IRBuilder, kind: str, dtype: DType, vector: ir.Value) -> ir.Value:
+    """Reduce the lanes of a vector to one scalar."""
+    if lanes_of(vector) == 1:
+        return vector
+    if kind == "add" and dtype.is_float:
+        start = constant(dtype, -0.0)
+        return _reduce_call(b, "vector.reduce.fadd", [start, vector], vector, fastmath=("reassoc",))
+    name = {("add", False): "add", ("max", True): "fmaximum", ("min", True): "fminimum",
+            ("max", False): "smax", ("min", False): "smin"}[(kind, dtype.is_float)]
+    return _reduce_call(b, f"vector.reduce.{name}", [vector], vector)
+
+
+def _reduce_call(b, name, args, vector, fastmath=()):
+    full = f"llvm.{name}.v{vector.type.count}" + {"float": "f32", "double": "f64"}.get(
+        str(vector.type.element), str(vector.type.element))
+    fn = b.module.globals.get(full)
+    if fn is None:
+        fn = ir.Function(b.module, ir.FunctionType(vector.type.element, [a.type for a in args]),
+                         full)
+    return b.call(fn, list(args), fastmath=fastmath)
+
+
+class StageEmitter:
+    """Emits one stage's loop nest inside a kernel function."""
+
+    def __init__(self, b: ir.IRBuilder, stage: Stage, pointers: dict[str, ir.Value],
+                 dtypes: dict[str, DType], slots: list[ir.Value], slot_types: list):
+        self.b, self.stage, self.pointers, self.dtypes = b, stage, pointers, dtypes
+        self.slots, self.slot_types = slots, slot_types
+        widest = max((e.dtype.itemsize for e in stage.exprs if not e.dtype.is_bool), default=4)
+        self.lanes = max(1, host().vector_bytes // widest) if stage.shape else 1
+
+    def emit(self, outer: list[ir.Value]) -> None:
+        b, stage = self.b, self.stage
+        if not stage.shape:
+            self.body(outer, 1, None)
+            return
+        self.accs = {}
+        for r in stage.reductions:
+            dtype = self.slot_types[r.slot][1]
+            for u in range(UNROLL):
+                self.accs[(r.slot, u, self.lanes)] = self.alloca(identity(r.kind, dtype, self.lanes))
+            self.accs[(r.slot, 0, 1)] = self.alloca(identity(r.kind, dtype))
+        self.nest(outer, list(stage.shape))
+        for r in stage.reductions:
+            dtype = self.slot_types[r.slot][1]
+            total = b.load(self.accs[(r.slot, 0, 1)])
+            for u in range(UNROLL):
+                part = horizontal(b, r.kind, dtype, b.load(self.accs[(r.slot, u, self.lanes)]))
+                total = combine(b, r.kind, dtype, total, part)
+            b.store(total, self.slots[r.slot])
+
+    def alloca(self, init: ir.Constant) -> ir.Value:
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(init.type)
+        self.b.store(init, slot)
+        return slot
+
+    def nest(self, index: list[ir.Value], extents: list[int]) -> None:
+        if len(extents) > 1:
+            with counted_loop(self.b, 0, extents[0]) as i:
+                self.nest(index + [i], extents[1:])
+            return
+        n, lanes = extents[0], self.lanes
+        unroll = UNROLL if self.stage.reductions else 1
+        block = lanes * unroll
+        main_end = n - n % block if lanes > 1 else 0
+        vector_end = n - n % lanes if lanes > 1 else 0
+        if main_end:
+            with counted_loop(self.b, 0, main_end, block) as j:
+                for u in range(unroll):
+                    self.body(index + [self.b.add(j, c64(u * lanes))], lanes, u)
+        if vector_end > main_end:
+            with counted_loop(self.b, main_end, vector_end, lanes) as j:
+                self.body(index + [j], lanes, 0)
+        if n > vector_end:
+            with counted_loop(self.b, vector_end, n) as j:
+                self.body(index + [j], 1, 0)
+
+    def address(self, access: Access, index: list[ir.Value]) -> ir.Value:
+        b = self.b
+        offset = c64(access.offset)
+        for i, stride in zip(index, access.strides):
+            if stride:
+                offset = b.add(offset, b.mul(i, c64(stride), flags=("nsw",)), flags=("nsw",))
+        dtype = self.dtypes[access.buffer]
+        return b.gep(self.pointers[access.buffer], [offset], source_etype=memory_type(dtype))
+
+    def load(self, access: Access, index: list[ir.Value], lanes: int) -> ir.Value:
+        b, dtype = self.b, self.dtypes[access.buffer]
+        step = access.strides[-1] if access.strides else 0
+        if lanes == 1 or step == 0:
+            value = b.load(self.address(access, index), typ=memory_type(dtype))
+            value = b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if dtype.is_bool else value
+            return splat(b, value, lanes)
+        if step == 1:
+            vector = ir.VectorType(memory_type(dtype), lanes)
+            value = b.load(self.address(access, index), typ=vector, align=dtype.itemsize)
+            if dtype.is_bool:
+                value = b.icmp_unsigned("!=", value, ir.Constant(vector, [ir.Constant(I8, 0)] * lanes))
+            return value
+        value = ir.Constant(llvm_type(dtype, lanes), ir.Undefined)
+        for lane in range(lanes):
+            at = index[:-1] + [b.add(index[-1], c64(lane))]
+            scalar = self.load(access, at, 1)
+            value = b.insert_element(value, scalar, ir.Constant(I32, lane))
+        return value
+
+    def store(self, access: Access, index: list[ir.Value], value: ir.Value, dtype: DType) -> None:
+        b = self.b
+        lanes = lanes_of(value)
+        step = access.strides[-1] if access.strides else 0
+        if dtype.is_bool:
+            value = b.zext(value, ir.VectorType(I8, lanes) if lanes > 1 else I8)
+        if lanes == 1 or step == 1:
+            b.store(value, self.address(access, index), align=dtype.itemsize)
+            return
+        for lane in range(lanes):
+            at = index[:-1] + [b.add(index[-1], c64(lane))]
+            b.store(b.extract_element(value, ir.Constant(I32, lane)), self.address(access, at))
+
+    def expression(self, e: Expr, values: list, index: list[ir.Value], lanes: int):
+        b = self.b
+        if e.op == "load":
+            return self.load(e.attr("access"), index, lanes)
+        if e.op == "literal":
+            return constant(e.dtype, e.attr("value"), lanes)
+        if e.op == "slot":
+            return splat(b, b.load(self.slots[e.attr("slot")]), lanes)
+        if e.op == "index":
+            dim = e.attr("dim")
+            i = splat(b, index[dim], lanes)
+            if lanes > 1 and dim == len(index) - 1:
+                i = b.add(i, ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
+            return EMITTERS["cast"](Ctx(b, [i64], e.dtype, {}, {}), [i])
+        args = [values[a] for a in e.args]
+        in_dtypes = [self.stage.exprs[a].dtype for a in e.args]
+        literals = {k: self.stage.exprs[a].attr("value") for k, a in enumerate(e.args)
+                    if self.stage.exprs[a].op == "literal"}
+        return EMITTERS[e.op](Ctx(b, in_dtypes, e.dtype, dict(e.attrs), literals), args)
+
+    def body(self, index: list[ir.Value], lanes: int, copy: int | None) -> None:
+        b, stage = self.b, self.stage
+        values: list = []
+        for e in stage.exprs:
+            values.append(self.expression(e, values, index, lanes))
+        for r in stage.reductions:
+            value = values[r.expr]
+            if r.kind == "set":
+                b.store(value, self.slots[r.slot])
+                continue
+            dtype = self.slot_types[r.slot][1]
+            acc = self.accs[(r.slot, copy if lanes > 1 else 0, lanes)]
+            b.store(combine(b, r.kind, dtype, b.load(acc), value), acc)
+        for s in stage.stores:
+            value, dtype = values[s.expr], stage.exprs[s.expr].dtype
+            if s.combine is not None:
+                step = s.access.strides[-1] if s.access.strides else 0
+                if lanes > 1 and step == 0:
+                    value = horizontal(b, s.combine, dtype, value)
+                old = self.load(s.access, index, lanes_of(value))
+                value = combine(b, s.combine, dtype, old, value)
+            self.store(s.access, index, value, dtype)
+
+
+def emit_loop_kernel(module: ir.Module, kernel: LoopKernel, program: Program) -> ir.Function:
+    names = kernel.buffers
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(names)), kernel.name)
+    fn.linkage = "internal"
+    for arg, name in zip(fn.args, names):
+        arg.name = name
+        arg.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    pointers = dict(zip(names, fn.args))
+    dtypes = {name: program.buffer(name).dtype for name in names}
+    slot_types = list(kernel.slots)
+    slots = [b.alloca(llvm_type(dtype)) for _, dtype in slot_types]
+
+    def row(index: list[ir.Value], extents: Sequence[int]) -> None:
+        if extents:
+            with counted_loop(b, 0, extents[0]) as i:
+                row(index + [i], extents[1:])
+            return
+        for slot, (kind, dtype) in zip(slots, slot_types):
+            b.store(identity(kind, dtype), slot)
+        for stage in kernel.stages:
+            StageEmitter(b, stage, pointers, dtypes, slots, slot_types).emit(index)
+
+    row([], kernel.outer)
+    b.ret_void()
+    return fn
+
+
+def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str) -> ir.Function:
+    """Call the GEMM once per batch element, at that element's offsets."""
+    names = kernel.buffers + ("gemm_scratch",)
+    fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(names)), kernel.name)
+    fn.linkage = "internal"
+    gemm = module.globals.get(gemm_name) or ir.Function(
+        module, ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64, PTR]),
+        gemm_name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    pointers = dict(zip(names, fn.args))
+    element = llvm_type(kernel.dtype)
+
+    def at(operand, index):
+        offset = c64(operand.offset)
+        for i, stride in zip(index, operand.batch_strides):
+            offset = b.add(offset, b.mul(i, c64(stride)))
+        return b.gep(pointers[operand.buffer], [offset], source_etype=element)
+
+    def batch(index: list[ir.Value], extents: Sequence[int]) -> None:
+        if extents:
+            with counted_loop(b, 0, extents[0]) as i:
+                batch(index + [i], extents[1:])
+            return
+        a, bb, c = kernel.a, kernel.b, kernel.c
+        b.call(gemm, [at(a, index), c64(a.rows), c64(a.cols), at(bb, index), c64(bb.rows),
+                      c64(bb.cols), at(c, index), c64(c.rows), c64(kernel.m), c64(kernel.n),
+                      c64(kernel.k), pointers["gemm_scratch"]])
+
+    batch([], kernel.batch)
+    b.ret_void()
+    return fn
+
+
+def entry_items(program: Program) -> list[str]:
+    """The order of the arrays in the tuple the entry receives."""
+    consts = [name for name, _ in program.constants]
+    return list(program.inputs) + list(program.outputs) + consts + ["arena", "gemm_scratch"]
+
+
+def emit_program(program: Program, gemm_names: dict[str, str], tuple_items_offset: int,
+                 array_data_offset: int) -> str:
+    """The LLVM module for a program; its `entry(ptr tuple)` runs every kernel in order."""
+    module = ir.Module(program.name)
+    module.triple = host().triple
+    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), "entry")
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    items = entry_items(program)
+    data: dict[str, ir.Value] = {}
+    for position, name in enumerate(items):
+        item = b.load(b.gep(entry.args[0], [c64(tuple_items_offset + 8 * position)],
+                            source_etype=I8), typ=PTR)
+        data[name] = b.load(b.gep(item, [c64(array_data_offset)], source_etype=I8), typ=PTR)
+    for buffer in program.buffers:
+        if buffer.kind == "temp":
+            data[buffer.name] = b.gep(data["arena"], [c64(buffer.offset)], source_etype=I8)
+    for kernel in program.kernels:
+        if isinstance(kernel, MatmulKernel):
+            fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.dtype.name])
+            args = [data[n] for n in kernel.buffers] + [data["gemm_scratch"]]
+        else:
+            fn = emit_loop_kernel(module, kernel, program)
+            args = [data[n] for n in kernel.buffers]
+        b.call(fn, args)
+    b.ret_void()
+    return str(module)

@@ -1,0 +1,104 @@
+"""Native executables: a loop program compiled through LLVM, called on numpy arrays.
+
+The entry receives one tuple: the inputs, fresh output arrays, the program's constants, its
+scratch arena and the GEMM workspace. Outputs are allocated per call and handed to the caller
+as they are; inputs are used in place when they are C-contiguous and of the right dtype.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from typing import Sequence
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from ir.loops import MatmulKernel, Program
+from ir.loops import to_text as loops_text
+from runtime import codegen, engine, gemm
+
+# CPython's layouts: a tuple's items follow its header; an ndarray's data pointer follows the
+# object header (PyArrayObject_fields). Read from the running interpreter, not hard-coded.
+TUPLE_ITEMS_OFFSET = tuple.__basicsize__
+ARRAY_DATA_OFFSET = object.__basicsize__
+ALIGN = 64
+
+_gemm_modules: dict[str, engine.NativeModule] = {}
+_gemm_lock = threading.Lock()
+
+
+def gemm_symbol(dtype_name: str) -> str:
+    """Compile (once per process) the GEMM for a dtype and make its symbol visible to MCJIT."""
+    name = f"tj_gemm_{dtype_name}"
+    with _gemm_lock:
+        if name not in _gemm_modules:
+            config = gemm.gemm_config("float32" if dtype_name == "f32" else "float64")
+            module = engine.compile_llvm(gemm.gemm_llvm_ir(config, name), pipeline="light")
+            llvm.add_symbol(name, module.address(name))
+            _gemm_modules[name] = module
+    return name
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + nbytes]
+
+
+def _gemm_scratch_bytes(program: Program) -> int:
+    sizes = [gemm.scratch_bytes(gemm.gemm_config("float32" if k.dtype.name == "f32"
+                                                 else "float64"), k.m, k.n, k.k)
+             for k in program.kernels if isinstance(k, MatmulKernel)]
+    return max(sizes, default=0)
+
+
+class NativeExecutable:
+    def __init__(self, program: Program):
+        start = time.perf_counter()
+        self.program = program
+        names = {k.dtype.name: gemm_symbol(k.dtype.name)
+                 for k in program.kernels if isinstance(k, MatmulKernel)}
+        text = codegen.emit_program(program, names, TUPLE_ITEMS_OFFSET, ARRAY_DATA_OFFSET)
+        self.module = engine.compile_llvm(text, pipeline="O3")
+        self._entry = ctypes.CFUNCTYPE(None, ctypes.py_object)(self.module.address("entry"))
+        self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy)
+                        for n in program.inputs]
+        self._outputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy)
+                         for n in program.outputs]
+        gemm_bytes = _gemm_scratch_bytes(program)
+        self._fixed = [np.ascontiguousarray(a) for _, a in program.constants]
+        self._fixed += [aligned_empty(max(program.scratch_bytes, ALIGN)),
+                        aligned_empty(max(gemm_bytes, ALIGN))]
+        self._lock = threading.Lock()
+        self.stats = {"compile_seconds": time.perf_counter() - start,
+                      "kernels": len(program.kernels),
+                      "scratch_bytes": program.scratch_bytes + gemm_bytes,
+                      "backend": "native"}
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        items = []
+        for array, (shape, dtype) in zip(arrays, self._inputs):
+            if type(array) is not np.ndarray or array.dtype != dtype \
+                    or not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array, dtype=dtype)
+            if array.shape != shape:
+                raise ValueError(f"expected an input of shape {shape}, got {array.shape}")
+            items.append(array)
+        outputs = [np.empty(shape, dtype) for shape, dtype in self._outputs]
+        with self._lock:  # the arena is shared by all calls of this executable
+            self._entry(tuple(items + outputs + self._fixed))
+        return outputs
+
+    def stage_text(self, stage: str) -> str:
+        if stage == "loops":
+            return loops_text(self.program)
+        if stage == "llvm":
+            return self.module.optimized_ir
+        if stage == "asm":
+            return self.module.assembly()
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+def compile_program(program: Program) -> NativeExecutable:
+    return NativeExecutable(program)
