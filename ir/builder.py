@@ -62,7 +62,13 @@ class Builder:
         return value
 
     def literal(self, value: bool | int | float, like: Sequence[Operand] = ()) -> Literal:
+        """A Python scalar as an operand beside `like`: of their Values' dtype, else of their
+        literals' (so `eq(<f64 literal>, 0)` compares two f64), else of its Python type."""
         dtype = default_literal_dtype(like, None)
+        if dtype is None:
+            literals = [o for o in like if isinstance(o, Literal)]
+            dtype = next((o.dtype for o in literals if not o.dtype.is_bool),
+                         literals[0].dtype if literals else None)
         if dtype is None:
             dtype = bool_ if isinstance(value, bool) else i32 if isinstance(value, int) else f32
         return Literal(value, dtype)
