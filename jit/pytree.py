@@ -5,7 +5,7 @@ The structure (`TreeDef`) is hashable plain data, so it can be part of a compile
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 @dataclass(frozen=True)
@@ -24,58 +24,59 @@ LEAF = TreeDef("leaf")
 
 def flatten(tree: Any) -> tuple[list, TreeDef]:
     leaves: list = []
+    return leaves, _flatten_into(tree, leaves)
 
-    def walk(node: Any) -> TreeDef:
-        if node is None:
-            return TreeDef("none")
-        if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
-            return TreeDef(type(node).__name__, tuple(walk(c) for c in node))
-        if isinstance(node, dict):
-            try:
-                keys = tuple(sorted(node))
-            except TypeError as err:
-                raise TypeError(f"dict keys of a pytree must be sortable, got {list(node)}") from err
-            return TreeDef("dict", tuple(walk(node[k]) for k in keys), keys)
-        leaves.append(node)
-        return LEAF
 
-    return leaves, walk(tree)
+def _flatten_into(node: Any, leaves: list) -> TreeDef:
+    # A module-level recursion, not a closure: a self-referencing closure is a reference
+    # cycle that would keep every leaf (and its buffer) alive until the garbage collector runs.
+    if node is None:
+        return TreeDef("none")
+    if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
+        return TreeDef(type(node).__name__, tuple(_flatten_into(c, leaves) for c in node))
+    if isinstance(node, dict):
+        try:
+            keys = tuple(sorted(node))
+        except TypeError as err:
+            raise TypeError(f"dict keys of a pytree must be sortable, got {list(node)}") from err
+        return TreeDef("dict", tuple(_flatten_into(node[k], leaves) for k in keys), keys)
+    leaves.append(node)
+    return LEAF
 
 
 def unflatten(treedef: TreeDef, leaves: list) -> Any:
-    it = iter(leaves)
+    return _build(treedef, iter(leaves))
 
-    def build(d: TreeDef) -> Any:
-        if d.kind == "leaf":
-            return next(it)
-        if d.kind == "none":
-            return None
-        children = [build(c) for c in d.children]
-        if d.kind == "dict":
-            return dict(zip(d.keys, children))
-        return tuple(children) if d.kind == "tuple" else children
 
-    return build(treedef)
+def _build(d: TreeDef, leaves: Iterator) -> Any:
+    if d.kind == "leaf":
+        return next(leaves)
+    if d.kind == "none":
+        return None
+    children = [_build(c, leaves) for c in d.children]
+    if d.kind == "dict":
+        return dict(zip(d.keys, children))
+    return tuple(children) if d.kind == "tuple" else children
 
 
 def leaf_paths(tree: Any, prefix: str) -> list[str]:
     """Readable names for the leaves, used as IR parameter names (`params_w`, `xs_0`)."""
     paths: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if node is None:
-            return
-        if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
-            for i, c in enumerate(node):
-                walk(c, f"{path}_{i}")
-        elif isinstance(node, dict):
-            for k in sorted(node):
-                walk(node[k], f"{path}_{k}")
-        else:
-            paths.append("".join(ch if ch.isalnum() or ch == "_" else "_" for ch in path))
-
-    walk(tree, prefix)
+    _paths_into(tree, prefix, paths)
     return paths
+
+
+def _paths_into(node: Any, path: str, paths: list[str]) -> None:
+    if node is None:
+        return
+    if isinstance(node, (tuple, list)) and not _is_namedtuple(node):
+        for i, c in enumerate(node):
+            _paths_into(c, f"{path}_{i}", paths)
+    elif isinstance(node, dict):
+        for k in sorted(node):
+            _paths_into(node[k], f"{path}_{k}", paths)
+    else:
+        paths.append("".join(ch if ch.isalnum() or ch == "_" else "_" for ch in path))
 
 
 def tree_map(fn: Callable, tree: Any) -> Any:
