@@ -95,7 +95,13 @@ def _pow_vjp(b, ops, out, ct, attrs):
         else:
             y_minus_1 = b.where(b.eq(y, 0), 1, b.sub(y, 1))
             ct_x = b.mul(ct, b.mul(y, b.pow(x, y_minus_1)))
-    if _active(y):
+    if _active(y) and isinstance(x, Literal):
+        # a constant base (`2.0 ** y`): log(x) is a number; 0 ** y has derivative 0
+        if x.value != 0:
+            with np.errstate(all="ignore"):
+                log_x = float(np.log(np.float64(x.value)))
+            ct_y = b.mul(ct, b.mul(out, log_x))
+    elif _active(y):
         is_zero = b.eq(x, 0)
         safe_log = b.log(b.where(is_zero, 1, x))
         ct_y = b.mul(ct, b.where(is_zero, 0, b.mul(out, safe_log)))
