@@ -227,8 +227,12 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 def log_softmax(x, axis=-1):
+    """(x - m) - log(sum(exp(x - m))): subtracting the maximum first keeps the small
+    log-probabilities exact where x - logsumexp(x) would cancel (large logits in f32)."""
     x = astype(x, _float_dtype(x))
-    return sub(x, logsumexp(x, axis, keepdims=True))
+    m = stop_gradient(max(x, axis, keepdims=True))
+    shifted = sub(x, where(less(abs(m), np.inf), m, 0))
+    return sub(shifted, log(sum(exp(shifted), axis, keepdims=True)))
 
 
 def softmax(x, axis=-1):
