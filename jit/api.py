@@ -18,7 +18,7 @@ import passes
 from ir import Function, Literal, TensorType, dtype_of, f32, i32, bool_, to_text
 from jit import autograd
 from jit.execution import executable_for
-from jit.pytree import TreeDef, flatten, leaf_paths, unflatten
+from jit.pytree import LEAF, TreeDef, flatten, leaf_paths, unflatten
 from jit.tensor import Tensor, lift
 from jit.trace import innermost, new_trace, user_location
 
@@ -129,6 +129,20 @@ def _signature_key(args: Sequence[Any], static_argnums: tuple[int, ...]) -> tupl
     return tuple(parts)
 
 
+def _fast_key(args: Sequence[Any]) -> tuple | None:
+    """The signature of a call whose arguments are all numpy arrays or concrete tensors that
+    need no gradient, else None (the general path handles it)."""
+    key = []
+    for a in args:
+        if type(a) is np.ndarray:
+            key.append((a.shape, a.dtype))
+        elif type(a) is Tensor and a._data is not None and not a.requires_grad and not a._weak:
+            key.append((a._data.shape, a._data.dtype))
+        else:
+            return None
+    return tuple(key)
+
+
 @dataclass
 class _Entry:
     traced: Traced
@@ -150,6 +164,7 @@ class JittedFunction:
         self._static = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
         self._cache: dict[tuple, _Entry] = {}
+        self._fast: dict[tuple, _Entry] = {}   # plain-array calls: (shape, dtype) per argument
 
     def _entry(self, args: Sequence[Any]) -> _Entry:
         key = _signature_key(args, self._static)
@@ -166,7 +181,19 @@ class JittedFunction:
         return leaves
 
     def __call__(self, *args: Any) -> Any:
-        return self._run(self._entry(args), args)
+        key = _fast_key(args) if not self._static else None
+        entry = self._fast.get(key) if key is not None else None
+        if entry is not None:  # every argument a plain array: no pytrees, tracing or autograd
+            outs = entry.executable([a if type(a) is np.ndarray else a._data for a in args])
+            tree = entry.traced.out_tree
+            if tree is LEAF:
+                return Tensor._wrap(outs[0])
+            return unflatten(tree, [Tensor._wrap(o) for o in outs])
+        entry = self._entry(args)
+        result = self._run(entry, args)
+        if key is not None and not entry.traced.captured:
+            self._fast[key] = entry
+        return result
 
     def _run(self, entry: _Entry, args: Sequence[Any]) -> Any:
         traced = entry.traced

@@ -28,6 +28,7 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 
 
 def _flatten_into(node: Any, leaves: list) -> TreeDef:
+    """Append the leaves of `node`; its structure (LEAF itself for a lone leaf)."""
     # A module-level recursion, not a closure: a self-referencing closure is a reference
     # cycle that would keep every leaf (and its buffer) alive until the garbage collector runs.
     if node is None:

@@ -21,6 +21,15 @@ class Tensor:
     __array_priority__ = 1000  # numpy defers `ndarray + Tensor` to Tensor.__radd__
     __hash__ = object.__hash__  # `==` is elementwise, identity is the hash (as in PyTorch)
 
+    # Defaults shared by every instance, so wrapping a result sets only what differs.
+    _data: np.ndarray | None = None
+    _value: Value | None = None
+    _trace: Trace | None = None
+    _weak = False
+    _node: autograd.Node | None = None
+    grad: "Tensor | None" = None
+    requires_grad = False
+
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
         if isinstance(data, Tensor):
             array = data.numpy()
@@ -34,12 +43,6 @@ class Tensor:
         target = dtype_of(array.dtype if dtype is None else dtype)
         self._data = np.array(array, dtype=target.numpy, order="C")  # a copy: later writes to
         # the caller's array must not change this tensor
-        self._value: Value | None = None
-        self._trace: Trace | None = None
-        self._weak = False
-        self._node: autograd.Node | None = None
-        self.grad: Tensor | None = None
-        self.requires_grad = False
         if requires_grad:
             if not target.is_float:
                 raise TypeError(f"only floating-point tensors can require gradients, got "
@@ -49,9 +52,12 @@ class Tensor:
     @classmethod
     def _wrap(cls, data: np.ndarray | None = None, *, value: Value | None = None,
               trace: Trace | None = None, weak: bool = False) -> "Tensor":
-        t = cls.__new__(cls)
-        t._data, t._value, t._trace, t._weak = data, value, trace, weak
-        t._node, t.grad, t.requires_grad = None, None, False
+        t = object.__new__(cls)
+        t._data = data
+        if value is not None:
+            t._value, t._trace = value, trace
+        if weak:
+            t._weak = True
         return t
 
     # Attributes --------------------------------------------------------------------------------

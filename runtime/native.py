@@ -18,11 +18,34 @@ from ir.loops import MatmulKernel, Program
 from ir.loops import to_text as loops_text
 from runtime import codegen, engine, gemm
 
-# CPython's layouts: a tuple's items follow its header; an ndarray's data pointer follows the
-# object header (PyArrayObject_fields). Read from the running interpreter, not hard-coded.
-TUPLE_ITEMS_OFFSET = tuple.__basicsize__
+# An ndarray's data pointer follows the object header (PyArrayObject_fields); the header's
+# size is read from the running interpreter, not hard-coded.
 ARRAY_DATA_OFFSET = object.__basicsize__
 ALIGN = 64
+METH_FASTCALL = 0x0080
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+
+_new_builtin = ctypes.pythonapi.PyCFunction_NewEx
+_new_builtin.restype = ctypes.py_object
+_new_builtin.argtypes = [ctypes.POINTER(_MethodDef), ctypes.py_object, ctypes.py_object]
+
+
+def _export_python_symbols() -> None:
+    """Let generated code call the few CPython functions the entry needs."""
+    for name in ("PyEval_SaveThread", "PyEval_RestoreThread", "Py_IncRef"):
+        llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
+    llvm.add_symbol("_Py_NoneStruct", id(None))
+
+
+def builtin(address: int, name: str) -> tuple[object, _MethodDef]:
+    """A METH_FASTCALL builtin around native code; keep the returned definition alive."""
+    definition = _MethodDef(name.encode(), address, METH_FASTCALL, None)
+    return _new_builtin(ctypes.byref(definition), None, None), definition
 
 _gemm_modules: dict[str, engine.NativeModule] = {}
 _gemm_lock = threading.Lock()
@@ -59,10 +82,12 @@ class NativeExecutable:
         self.program = program
         names = {k.dtype.name: gemm_symbol(k.dtype.name)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
-        text = codegen.emit_program(program, names, TUPLE_ITEMS_OFFSET, ARRAY_DATA_OFFSET)
+        _export_python_symbols()
+        text = codegen.emit_program(program, names, ARRAY_DATA_OFFSET)
         self.module = engine.compile_llvm(text, pipeline="O3")
-        self._entry = ctypes.CFUNCTYPE(None, ctypes.py_object)(self.module.address("entry"))
-        self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy)
+        self._entry, self._entry_definition = builtin(self.module.address("entry"), program.name)
+        self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy,
+                         np.empty(program.buffer(n).shape, program.buffer(n).dtype.numpy).strides)
                         for n in program.inputs]
         self._outputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy)
                          for n in program.outputs]
@@ -78,16 +103,16 @@ class NativeExecutable:
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         items = []
-        for array, (shape, dtype) in zip(arrays, self._inputs):
-            if type(array) is not np.ndarray or array.dtype != dtype \
-                    or not array.flags.c_contiguous:
+        for array, (shape, dtype, strides) in zip(arrays, self._inputs):
+            if type(array) is not np.ndarray or array.shape != shape or array.strides != strides \
+                    or array.dtype != dtype:
                 array = np.ascontiguousarray(array, dtype=dtype)
-            if array.shape != shape:
-                raise ValueError(f"expected an input of shape {shape}, got {array.shape}")
+                if array.shape != shape:
+                    raise ValueError(f"expected an input of shape {shape}, got {array.shape}")
             items.append(array)
         outputs = [np.empty(shape, dtype) for shape, dtype in self._outputs]
         with self._lock:  # the arena is shared by all calls of this executable
-            self._entry(tuple(items + outputs + self._fixed))
+            self._entry(*items, *outputs, *self._fixed)
         return outputs
 
     def stage_text(self, stage: str) -> str:
