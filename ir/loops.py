@@ -206,3 +206,48 @@ def to_text(program: Program) -> str:
     for kernel in program.kernels:
         lines += ["  " + line for line in format_kernel(kernel)]
     return "\n".join(lines) + "\n"
+
+
+# Verification ----------------------------------------------------------------------------------
+
+class LoopVerifyError(ValueError):
+    """A loop program that would touch memory outside a buffer, or is malformed."""
+
+
+def _check_range(where: str, buffer: Buffer, offset: int, extents, strides) -> None:
+    if len(strides) != len(extents):
+        raise LoopVerifyError(f"{where}: {len(strides)} strides for {len(extents)} loops")
+    if any(n == 0 for n in extents):
+        return
+    low = offset + sum((n - 1) * s for n, s in zip(extents, strides) if s < 0)
+    high = offset + sum((n - 1) * s for n, s in zip(extents, strides) if s > 0)
+    if low < 0 or high >= buffer.size:
+        raise LoopVerifyError(f"{where}: elements {low}..{high} of %{buffer.name}, which has "
+                              f"{buffer.size}")
+
+
+def verify(program: Program) -> Program:
+    """Check that every access stays inside its buffer, so generated code cannot corrupt
+    memory; returns the program unchanged."""
+    buffers = {b.name: b for b in program.buffers}
+    for kernel in program.kernels:
+        if isinstance(kernel, MatmulKernel):
+            shapes = {"a": (kernel.m, kernel.k), "b": (kernel.k, kernel.n), "c": (kernel.m, kernel.n)}
+            for label, (rows, cols) in shapes.items():
+                operand = getattr(kernel, label)
+                _check_range(f"{kernel.name}.{label}", buffers[operand.buffer], operand.offset,
+                             kernel.batch + (rows, cols),
+                             operand.batch_strides + (operand.rows, operand.cols))
+            continue
+        for number, stage in enumerate(kernel.stages):
+            extents = kernel.outer + stage.shape
+            where = f"{kernel.name} stage {number}"
+            accesses = [e.attr("access") for e in stage.exprs if e.op == "load"]
+            accesses += [s.access for s in stage.stores]
+            for access in accesses:
+                _check_range(where, buffers[access.buffer], access.offset, extents,
+                             access.strides)
+            for e in stage.exprs:
+                if any(a >= len(stage.exprs) or a < 0 for a in e.args):
+                    raise LoopVerifyError(f"{where}: an expression uses an undefined one")
+    return program

@@ -25,6 +25,8 @@ def compile_traced(fn: Function):
     if os.environ.get("TENSORJIT_BACKEND") == "interpreter":
         return runtime.InterpretedExecutable(optimized)
     program = passes.lower(optimized)
+    if os.environ.get("TENSORJIT_VERIFY") == "1":
+        loops.verify(program)
     passes.dump(fn.name, "loops", loops.to_text(program))
     executable = runtime.compile_program(program)
     passes.dump(fn.name, "llvm", executable.stage_text("llvm"))

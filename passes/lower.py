@@ -319,7 +319,7 @@ class Lowering:
             kernel = base.kernel
             relation = self.relation(home, kernel, full)
             if relation is not None and relation[0] == "same":
-                if kernel.outer == full[:rank] and base.stage.shape == full[rank:]:
+                if trailing and kernel.outer == full[:rank] and base.stage.shape == full[rank:]:
                     return kernel, base.stage, base.expr
                 if (kernel.outer == () and len(kernel.stages) == 1 and not kernel.slots
                         and trailing):
