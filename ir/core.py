@@ -6,6 +6,7 @@ functions compare equal exactly when they print the same text.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
 
@@ -113,9 +114,15 @@ class Literal:
         return TensorType(self.dtype, ())
 
     def __eq__(self, other: object) -> bool:
-        # NaN literals must compare equal for `parse(print(f)) == f`.
-        return (isinstance(other, Literal) and self.dtype == other.dtype
-                and (self.value == other.value or self.value != self.value and other.value != other.value))
+        # NaN literals must compare equal for `parse(print(f)) == f`; 0.0 and -0.0 must not
+        # (they print differently, and CSE must not merge `mul %x, 0.0` with `mul %x, -0.0`).
+        if not isinstance(other, Literal) or self.dtype != other.dtype:
+            return False
+        a, b = self.value, other.value
+        if a != a or b != b:
+            return a != a and b != b
+        return a == b and (a != 0 or not self.dtype.is_float
+                           or math.copysign(1.0, a) == math.copysign(1.0, b))
 
     def __hash__(self) -> int:
         return hash((self.dtype, "nan" if self.value != self.value else self.value))
