@@ -6,6 +6,7 @@ not a rule, because `inf * 0` is NaN.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import numpy as np
@@ -36,11 +37,19 @@ def scalar_constant(b, op, xs):
     return None
 
 
+def _is_additive_identity(operand: Operand, negated: bool = False) -> bool:
+    """0 for integers; for floats only -0.0 (+0.0 for subtraction): -0.0 + 0.0 is +0.0."""
+    if not _is(operand, 0):
+        return False
+    return not operand.dtype.is_float or (math.copysign(1.0, operand.value) > 0) == negated
+
+
 def add_zero(b, op, xs):
-    """x + 0 -> x, 0 + x -> x, x - 0 -> x"""
-    if op.name in ("add", "sub") and _is(xs[1], 0) and xs[0].type == op.type:
+    """x + 0 -> x, 0 + x -> x, x - 0 -> x (floats: only the sign-preserving zero)"""
+    if op.name in ("add", "sub") and _is_additive_identity(xs[1], op.name == "sub") \
+            and xs[0].type == op.type:
         return xs[0]
-    if op.name == "add" and _is(xs[0], 0) and xs[1].type == op.type:
+    if op.name == "add" and _is_additive_identity(xs[0]) and xs[1].type == op.type:
         return xs[1]
     return None
 
@@ -85,10 +94,12 @@ def add_negation(b, op, xs):
 
 
 def same_type_layout(b, op, xs):
-    """reshape, broadcast_to, cast or transpose that changes nothing -> its operand"""
+    """reshape, broadcast_to, cast, transpose or reduction that changes nothing -> its operand
+    (not a float reduce_sum over no axes: like numpy's, it adds +0.0, so -0.0 becomes 0.0)"""
     trivial = (op.name in ("reshape", "broadcast_to", "cast")
                or op.name == "transpose" and op.attrs["perm"] == tuple(range(op.type.ndim))
-               or op.name in ("reduce_sum", "reduce_max", "reduce_min") and not op.attrs["axes"])
+               or op.name in ("reduce_max", "reduce_min") and not op.attrs["axes"]
+               or op.name == "reduce_sum" and not op.attrs["axes"] and not op.type.dtype.is_float)
     if trivial and isinstance(xs[0], Value) and xs[0].type == op.type:
         return xs[0]
     return None
