@@ -35,7 +35,8 @@ ALL_DTYPES = tuple(DTYPES)                       # ("f32", "f64", "i32", "i64", 
 FLOATS = ("f32", "f64")
 DIFFERENTIABLE = tuple(name for name, d in ir.REGISTRY.items() if d.vjp is not None)
 
-SPECIAL_FLOATS = (math.nan, math.inf, -math.inf, -0.0)
+SPECIAL_FLOATS = (math.nan, math.inf, -math.inf)
+SIMPLE_FLOATS = (0.0, -0.0, 1.0, -1.0, 2.0, 0.5)   # the identities simplification rules look for
 NAMES = ("x", "y", "w", "arg", "a.b", "ct0", "x_1", "v2")
 FILES = ("model.py", "dir/sub file.py", 'we"ird\\name.py', "ünï.py", "<stdin>")
 
@@ -142,7 +143,8 @@ class Context:
             bits = 31 if dtype.name == "i32" else 63
             return self.draw(st.one_of(st.integers(-3, 3),
                                        st.integers(-(2 ** bits), 2 ** bits - 1)))
-        floats = st.floats(-1e6, 1e6, width=32 if dtype.name == "f32" else 64)
+        floats = st.one_of(st.sampled_from(SIMPLE_FLOATS),
+                           st.floats(-1e6, 1e6, width=32 if dtype.name == "f32" else 64))
         if self.config.special_literals:
             floats = st.one_of(floats, st.sampled_from(SPECIAL_FLOATS))
         return self.draw(floats)
@@ -376,7 +378,7 @@ def programs(draw, ops: Collection[str] | None = None, *, min_ops: int = 1, max_
     """A random well-typed function built from `ops` (default: every registered op).
 
     Keyword arguments set `Config` fields: dtypes, max_rank, max_dim, min_dim (0 allows empty
-    tensors), max_params, literals, special_literals (nan, inf, -0.0), locations.
+    tensors), max_params, literals, special_literals (nan, inf), locations.
     """
     cfg = Config(**config)
     names = sorted(ops if ops is not None else ir.REGISTRY)
@@ -405,7 +407,8 @@ def programs(draw, ops: Collection[str] | None = None, *, min_ops: int = 1, max_
 def array_for(type_: TensorType, special: bool = False) -> st.SearchStrategy[np.ndarray]:
     dtype = type_.dtype
     if dtype.is_float:
-        elements = st.floats(-4, 4, width=32 if dtype.name == "f32" else 64)
+        elements = st.one_of(st.floats(-4, 4, width=32 if dtype.name == "f32" else 64),
+                             st.sampled_from((0.0, -0.0)))
         if special:
             elements = st.one_of(elements, st.sampled_from(SPECIAL_FLOATS))
     elif dtype.is_int:
@@ -417,5 +420,6 @@ def array_for(type_: TensorType, special: bool = False) -> st.SearchStrategy[np.
 
 @st.composite
 def arguments(draw, fn: ir.Function, special: bool = False) -> list[np.ndarray]:
-    """One numpy array per parameter of `fn`: small values; with `special`, also nan/inf/-0."""
+    """One numpy array per parameter of `fn`: small values (signed zeros included); with
+    `special`, also nan and infinities."""
     return [draw(array_for(p.type, special)) for p in fn.params]
