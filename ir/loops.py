@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
+import numpy as np
+
 from ir.core import DType
 
 
@@ -70,6 +72,19 @@ class Store:
     expr: int
     access: Access
     combine: str | None = None   # None: overwrite; "add", "max", "min": accumulate
+
+
+def reduction_identity(kind: str, dtype: DType) -> bool | int | float:
+    """The value a reduction starts from: 0 for sums (and "set"), the dtype's lowest / highest
+    value for max / min."""
+    if kind in ("add", "set"):
+        return 0
+    if dtype.is_float:
+        return float("-inf") if kind == "max" else float("inf")
+    if dtype.is_bool:
+        return kind == "min"
+    info = np.iinfo(dtype.numpy)
+    return int(info.min) if kind == "max" else int(info.max)
 
 
 @dataclass(frozen=True)

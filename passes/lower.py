@@ -18,14 +18,13 @@ from typing import Any
 
 from ir import DType, Function, Literal, Op, Value
 from ir.loops import (Access, Buffer, Expr, LoopKernel, MatmulKernel, Operand2D, Program,
-                      Reduction, Stage, Store)
+                      Reduction, Stage, Store, reduction_identity)
 from ir.registry import opdef
 from passes.memory import plan_arena
 from passes.views import (LAYOUT_OPS, Home, InBuffer, InLiteral, InSlot, InStage, Mapped,
                           buffer_view, canonical, canonical_dims, contiguous_strides, index_map)
 
 _REDUCE_KIND = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
-_IDENTITY = {"add": 0, "max": float("-inf"), "min": float("inf")}
 
 
 @dataclass(eq=False)
@@ -303,7 +302,8 @@ class Lowering:
             return
         out = self.temp_view(op.type.dtype, op.type.shape)
         init = StageBuilder(canonical(op.type.shape))
-        value = init.add(Expr("literal", (), op.type.dtype, (("value", _IDENTITY[kind]),)))
+        identity = reduction_identity(kind, op.type.dtype)
+        value = init.add(Expr("literal", (), op.type.dtype, (("value", identity),)))
         kernel.stages.insert(0, init)
         self.write(init, kernel, value, out, op.type.shape)
         kept = iter(out.strides[d] for d in canonical_dims(op.type.shape))
@@ -381,10 +381,33 @@ class Lowering:
         batch = op.type.shape[:-2]
         m, k = a.shape[-2:]
         n = b.shape[-1]
+        if not op.type.dtype.is_float:
+            self.integer_matmul(kernel, op, a, b, out)
+            return
         kernel.matmul = MatmulKernel(
             f"k{kernel.index}", op.type.dtype, batch, m, n, k,
             *(Operand2D(v.buffer, v.offset, v.strides[:-2], v.strides[-2], v.strides[-1])
               for v in (a, b, out)), (f"%{op.result.name} = matmul",))
+        self.homes[op.result.name] = out
+
+    def integer_matmul(self, kernel: KernelBuilder, op: Op, a: InBuffer, b: InBuffer,
+                       out: InBuffer) -> None:
+        """Integer matmul (the GEMM is floating-point only): a dot product per element, as a
+        row reduction over k with (batch..., i, j) as the outer loops."""
+        dtype = op.type.dtype
+        kernel.outer = op.type.shape
+        kernel.computes.append(f"%{op.result.name} = matmul")
+        dot = StageBuilder((a.shape[-1],))
+        row = dot.add(Expr("load", (), dtype, (("access", Access(
+            a.buffer, a.offset, a.strides[:-2] + (a.strides[-2], 0, a.strides[-1]))),)))
+        column = dot.add(Expr("load", (), dtype, (("access", Access(
+            b.buffer, b.offset, b.strides[:-2] + (0, b.strides[-1], b.strides[-2]))),)))
+        dot.reductions.append(Reduction("add", dot.add(Expr("mul", (row, column), dtype)), 0))
+        kernel.slots.append(("add", dtype))
+        store = StageBuilder(())
+        value = store.add(Expr("slot", (), dtype, (("slot", 0),)))
+        store.stores.append(Store(value, Access(out.buffer, 0, out.strides)))
+        kernel.stages += [dot, store]
         self.homes[op.result.name] = out
 
     def placement(self, op: Op, pieces) -> None:

@@ -14,7 +14,8 @@ from typing import Iterator, Sequence
 from llvmlite import ir
 
 from ir import DType, i64
-from ir.loops import Access, Expr, LoopKernel, MatmulKernel, Program, Stage
+from ir.loops import (Access, Expr, LoopKernel, MatmulKernel, Program, Stage,
+                      reduction_identity)
 from runtime.elementwise import EMITTERS, Ctx, constant, intrinsic, lanes_of, llvm_type
 from runtime.engine import host
 
@@ -23,14 +24,8 @@ PTR = ir.PointerType()
 VOID = ir.VoidType()
 UNROLL = 4            # vector copies (and accumulators) per iteration in reducing stages
 
-_IDENTITY = {"add": 0, "max": float("-inf"), "min": float("inf"), "set": 0}
-_INT_IDENTITY = {"max": lambda bits: -(1 << (bits - 1)), "min": lambda bits: (1 << (bits - 1)) - 1}
-
-
 def identity(kind: str, dtype: DType, lanes: int = 1) -> ir.Constant:
-    if dtype.is_int and kind in _INT_IDENTITY:
-        return constant(dtype, _INT_IDENTITY[kind](dtype.itemsize * 8), lanes)
-    return constant(dtype, _IDENTITY[kind], lanes)
+    return constant(dtype, reduction_identity(kind, dtype), lanes)
 
 
 def memory_type(dtype: DType) -> ir.Type:

@@ -152,21 +152,25 @@ def _small_integer_power(c: Ctx, x, n: int):
 
 
 def _general_power(c: Ctx, x, y):
-    """exp(y * log|x|) in float64 with numpy's sign and special cases, rounded once.
-
-    Integer powers are rounded to the nearest integer; a negative integer exponent (an error
-    in numpy) gives the rounded reciprocal.
-    """
+    """x ** y with numpy's special cases. float32: exp(y * log|x|) in float64, vectorized, with
+    the sign fixed, rounded once (float64 carries the error |y log x| amplifies). float64 and
+    integers: libm's `pow` per lane, which is exact where the result is, and integers are
+    rounded to nearest (a negative integer exponent, an error in numpy, gives the rounded
+    reciprocal)."""
     b, kind, lanes = c.b, c.in_dtypes[0], lanes_of(x)
     wide = llvm_type(f64, lanes)
+    if kind == f32:
+        return b.fptrunc(_power_f64(b, b.fpext(x, wide), b.fpext(y, wide), lanes), x.type)
+    if kind == f64:
+        return _per_lane_pow(b, x, y, lanes)
+    result = _per_lane_pow(b, b.sitofp(x, wide), b.sitofp(y, wide), lanes)
+    return intrinsic(b, "fptosi.sat", [intrinsic(b, "rint", [result])], llvm_type(kind, lanes))
 
+
+def _power_f64(b: ir.IRBuilder, xd, yd, lanes: int):
     def d(value: float) -> ir.Constant:
         return constant(f64, value, lanes)
 
-    if kind.is_float:
-        xd, yd = (b.fpext(v, wide) if kind == f32 else v for v in (x, y))
-    else:
-        xd, yd = b.sitofp(x, wide), b.sitofp(y, wide)
     magnitude = vecmath.emit_exp(b, b.fmul(yd, vecmath.emit_log(b, intrinsic(b, "fabs", [xd]))))
     is_integer = b.fcmp_ordered("==", intrinsic(b, "floor", [yd]), yd)
     is_odd = b.and_(is_integer, b.fcmp_ordered("!=", b.frem(yd, d(2.0)), d(0.0)))
@@ -174,12 +178,21 @@ def _general_power(c: Ctx, x, y):
     result = b.select(b.fcmp_ordered("<", xd, d(0.0)),
                       b.select(is_integer, signed, d(float("nan"))), magnitude)
     one = b.or_(b.fcmp_ordered("==", yd, d(0.0)), b.fcmp_ordered("==", xd, d(1.0)))
-    result = b.select(one, d(1.0), result)
-    if kind == f32:
-        return b.fptrunc(result, llvm_type(kind, lanes))
-    if kind.is_float:
-        return result
-    return intrinsic(b, "fptosi.sat", [intrinsic(b, "rint", [result])], llvm_type(kind, lanes))
+    return b.select(one, d(1.0), result)
+
+
+def _per_lane_pow(b: ir.IRBuilder, x, y, lanes: int):
+    double = ir.DoubleType()
+    pow_fn = b.module.globals.get("pow") or ir.Function(
+        b.module, ir.FunctionType(double, [double, double]), "pow")
+    if lanes == 1:
+        return b.call(pow_fn, [x, y])
+    result = ir.Constant(x.type, ir.Undefined)
+    for lane in range(lanes):
+        at = ir.Constant(I32, lane)
+        value = b.call(pow_fn, [b.extract_element(x, at), b.extract_element(y, at)])
+        result = b.insert_element(result, value, at)
+    return result
 
 
 def _cast(c: Ctx, xs):

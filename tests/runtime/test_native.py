@@ -1,0 +1,182 @@
+"""The native backend against the reference interpreter: random programs, every elementwise
+op at odd sizes, the fusion the design promises, and the executable's calling contract."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ir
+import jit
+import passes
+import runtime
+from ir import loops
+from runtime.elementwise import EMITTERS
+from runtime.vecmath import MAX_ULP
+from tests.strategies import accepted_dtypes, arguments, programs
+
+FLOAT_TOLERANCE = {"f32": dict(rtol=2e-5, atol=2e-6), "f64": dict(rtol=1e-12, atol=1e-13)}
+
+
+def compile_native(fn: ir.Function) -> runtime.NativeExecutable:
+    program = loops.verify(passes.lower(passes.optimize(fn)))
+    return runtime.compile_program(program)
+
+
+def assert_matches(fn: ir.Function, args: list[np.ndarray], got: list[np.ndarray]) -> None:
+    want = ir.interpret(fn, args)
+    assert len(got) == len(want)
+    for g, w, r in zip(got, want, fn.results):
+        assert g.shape == w.shape and g.dtype == w.dtype, (g.dtype, g.shape, r.type)
+        if r.type.dtype.is_float:
+            tolerance = FLOAT_TOLERANCE[r.type.dtype.name]
+            # sums are reassociated: allow for their length
+            scale = max(1.0, float(np.sqrt(max((a.size for a in args), default=1))))
+            np.testing.assert_allclose(g, w, rtol=tolerance["rtol"] * scale,
+                                       atol=tolerance["atol"] * scale, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(g, w)
+
+
+def _has_float_to_int_cast(fn: ir.Function) -> bool:
+    types = {v.name: v.type for v in fn.params} | {op.result.name: op.type for op in fn.ops}
+    return any(op.name == "cast" and not op.type.dtype.is_float and isinstance(
+        op.operands[0], ir.Value) and types[op.operands[0].name].dtype.is_float for op in fn.ops)
+
+
+def test_every_elementwise_op_has_a_native_body():
+    elementwise = {n for n, d in ir.REGISTRY.items() if d.kind == "elementwise"}
+    assert elementwise - set(EMITTERS) == set()
+    assert set(EMITTERS) - elementwise == set()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_random_programs_match_the_interpreter(data):
+    fn = data.draw(programs(max_ops=6, max_dim=9), label="program")
+    args = data.draw(arguments(fn, special=not _has_float_to_int_cast(fn)), label="args")
+    assert_matches(fn, args, compile_native(fn)(args))
+
+
+@pytest.mark.parametrize("size", [1, 7, 9, 17, 1023])
+@pytest.mark.parametrize("name", sorted(n for n, d in ir.REGISTRY.items()
+                                        if d.kind == "elementwise" and d.arity))
+def test_elementwise_ops_at_odd_sizes(name, size):
+    rng = np.random.default_rng(size)
+    for dtype_name in accepted_dtypes(name):
+        dtype = ir.DTYPES[dtype_name]
+        b = ir.Builder(name)
+        arity = ir.REGISTRY[name].arity
+        if name == "where":
+            params = [b.param(ir.TensorType(ir.bool_, (size,)), "c")] + [
+                b.param(ir.TensorType(dtype, (size,)), f"x{i}") for i in range(2)]
+        else:
+            params = [b.param(ir.TensorType(dtype, (size,)), f"x{i}") for i in range(arity)]
+        attrs = {"dtype": ir.f64 if dtype != ir.f64 else ir.f32} if name == "cast" else {}
+        fn = b.build([b.emit(name, *params, **attrs)])
+        args = []
+        for p in fn.params:
+            if p.type.dtype.is_float:
+                x = rng.uniform(0.1 if name in ("log", "sqrt", "pow") else -30, 30, size)
+            elif p.type.dtype.is_int:
+                x = rng.integers(0 if name == "pow" else -9, 4 if name == "pow" else 9, size)
+            else:
+                x = rng.random(size) < 0.5
+            args.append(x.astype(p.type.dtype.numpy))
+        got = compile_native(fn)(args)
+        want = ir.interpret(fn, args)[0]
+        if want.dtype.kind == "f":
+            bound = MAX_ULP.get((name if name != "logistic" else "logistic", dtype_name), 0.5)
+            pow_slack = 64 if name == "pow" else 1  # exp(y log x): the error grows with |y log x|
+            spacing = np.spacing(np.abs(want).astype(want.dtype))
+            err = np.abs(got[0].astype(np.float64) - want) / np.maximum(spacing, np.finfo(want.dtype).tiny)
+            assert np.nanmax(err, initial=0) <= (bound + 0.5) * pow_slack, (name, dtype_name)
+        else:
+            np.testing.assert_array_equal(got[0], want)
+
+
+def _kernels(fn, *args) -> int:
+    return jit.jit(fn).lower(*args).compile().stats["kernels"]
+
+
+def test_fusion_makes_one_kernel_of_elementwise_chains_and_their_reduction():
+    a = np.ones(1000, np.float32)
+    assert _kernels(lambda a, b, c: jit.sigmoid(a * b + c) * 2, a, a, a) == 1
+    assert _kernels(lambda a, b, c: jit.sum(jit.sigmoid(a * b + c)), a, a, a) == 1
+
+
+def test_row_softmax_is_one_kernel_with_at_most_two_passes_reading_its_input():
+    x = np.ones((64, 100), np.float32)
+    lowered = jit.jit(jit.softmax).lower(x)
+    program = lowered.entry.compiled().program
+    (kernel,) = program.kernels
+    reads_of_x = sum(1 for stage in kernel.stages for e in stage.exprs
+                     if e.op == "load" and e.attr("access").buffer == "x")
+    assert reads_of_x <= 2
+    assert "vector" in lowered.as_text("loops") or "stage" in lowered.as_text("loops")
+
+
+def test_gradient_programs_run_natively_and_match_the_interpreter():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 5, 7)), rng.standard_normal((7, 3))
+
+    def f(a, b):
+        return jit.sum(jit.log_softmax(jit.tanh(a) @ b, axis=-1) * jit.sigmoid(a.sum(axis=2, keepdims=True)))
+
+    traced = jit.make_ir(jit.grad(f, argnums=(0, 1)))(a, b)
+    compiled = jit.jit(jit.grad(f, argnums=(0, 1))).lower(a, b).compile()
+    assert compiled.stats["backend"] == "native"
+    assert_matches(traced, [a, b], compile_native(traced)([a, b]))
+
+
+def test_inputs_of_another_layout_or_dtype_are_converted_once():
+    f = jit.jit(lambda x: x * 2)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    f(x)
+    np.testing.assert_array_equal(f(x.T.copy().T).numpy(), x * 2)
+    np.testing.assert_array_equal(f(np.asfortranarray(x)).numpy(), x * 2)
+
+
+def test_outputs_are_fresh_arrays_owned_by_the_caller():
+    f = jit.jit(lambda x: x + 1)
+    x = np.zeros(4, np.float32)
+    first, second = f(x).numpy(), f(x).numpy()
+    first[0] = 100
+    assert second[0] == 1
+
+
+def test_concurrent_calls_of_one_executable_do_not_share_scratch_results():
+    f = jit.jit(lambda x: jit.softmax(x * 2))
+    inputs = [np.random.default_rng(i).standard_normal((32, 40)) for i in range(4)]
+    expected = [f(x).numpy() for x in inputs]
+    errors = []
+
+    def worker(i):
+        for _ in range(50):
+            if not np.array_equal(f(inputs[i]).numpy(), expected[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_loop_verifier_rejects_an_out_of_bounds_access():
+    fn = jit.make_ir(lambda x: x * 2)(np.ones(8, np.float32))
+    program = passes.lower(fn)
+    (kernel,) = program.kernels
+    stage = kernel.stages[0]
+    store = stage.stores[0]
+    bad = loops.Store(store.expr, loops.Access(store.access.buffer, 1, store.access.strides))
+    broken = loops.Program(program.name, program.buffers, (loops.LoopKernel(
+        kernel.name, kernel.outer, kernel.slots,
+        (loops.Stage(stage.shape, stage.exprs, (bad,), stage.reductions),), kernel.computes),),
+        program.inputs, program.outputs, program.constants, program.scratch_bytes)
+    with pytest.raises(loops.LoopVerifyError, match="elements 1..8"):
+        loops.verify(broken)
