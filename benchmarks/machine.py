@@ -1,0 +1,106 @@
+"""What the numbers were measured on: CPU, versions, BLAS kernel, and the load other
+processes put on the machine while we ran (shared machines make that the main noise source)."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def llvm_host() -> dict:
+    """The CPU name and features tensorjit compiles for (from LLVM, not /proc)."""
+    from runtime import engine
+    host = engine.host()
+    return {"cpu": host.cpu, "vector_bytes": host.vector_bytes,
+            **{f: host.has(f) for f in ("avx2", "fma", "avx512f")}}
+
+
+def blas_info() -> list[dict]:
+    """Which BLAS numpy runs and with which kernel ("architecture") and thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
+    return [{k: info.get(k) for k in keys} for info in threadpool_info()
+            if info.get("user_api") == "blas"]
+
+
+def limit_blas_threads() -> bool:
+    """One BLAS thread for the rest of this process; False without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=1)
+    return True
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict:
+    import llvmlite
+    found = {"python": platform.python_version(), "numpy": np.__version__,
+             "llvmlite": llvmlite.__version__, "tensorjit": _version("tensorjit") or "source"}
+    for dist in ("jax", "torch", "numba", "threadpoolctl", "matplotlib"):
+        found[dist] = _version(dist)
+    return found
+
+
+def machine_info() -> dict:
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "llvm_host": llvm_host(),
+            "blas": blas_info(), "versions": versions(),
+            "loadavg_at_start": [float(x) for x in loadavg]}
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall: float
+    busy: float   # CPU-seconds every process spent (user, nice, system, irq, softirq, steal)
+    own: float    # CPU-seconds of this process and the children it has waited for
+
+
+def _jiffies_busy() -> float:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def snapshot() -> CpuSnapshot:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return CpuSnapshot(time.monotonic(), _jiffies_busy(), own)
+
+
+def foreign_cpus(start: CpuSnapshot, end: CpuSnapshot) -> float:
+    """Average number of CPUs kept busy by other processes (or stolen by the hypervisor)
+    between two snapshots; /proc/stat ticks at 10 ms, so short windows are approximate."""
+    wall = end.wall - start.wall
+    if wall <= 0:
+        return 0.0
+    return max(0.0, (end.busy - start.busy) - (end.own - start.own)) / wall
