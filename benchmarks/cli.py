@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None, removed_env: str = "") -> None:
         rows.append(row)
     info["duration_seconds"] = time.perf_counter() - t0
     info["foreign_cpus"] = machine.foreign_cpus(start, machine.snapshot())
+    info["loadavg_at_end"] = machine.loadavg()
     print()
     print(report.table(rows))
     for line in report.notes(rows):

@@ -68,12 +68,15 @@ def versions() -> dict:
     return found
 
 
-def machine_info() -> dict:
+def loadavg() -> list[float]:
     with open("/proc/loadavg") as f:
-        loadavg = f.read().split()[:3]
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def machine_info() -> dict:
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "llvm_host": llvm_host(),
             "blas": blas_info(), "versions": versions(),
-            "loadavg_at_start": [float(x) for x in loadavg]}
+            "loadavg_at_start": loadavg()}
 
 
 @dataclass(frozen=True)

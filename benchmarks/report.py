@@ -110,7 +110,8 @@ def header(info: dict) -> str:
 
 
 def footer(info: dict) -> str:
-    return (f"foreign load over the run: {info['foreign_cpus']:.2f} CPUs; "
+    return (f"foreign load over the run: {info['foreign_cpus']:.2f} CPUs; loadavg at end: "
+            f"{' '.join(str(x) for x in info['loadavg_at_end'])}; "
             f"total time {info['duration_seconds']:.0f} s")
 
 
