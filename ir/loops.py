@@ -55,7 +55,8 @@ class Expr:
     """One scalar expression of a stage body; `args` index earlier expressions.
 
     op: an elementwise tensor-IR op name, or "load" (attrs: access), "literal" (attrs:
-    value), "index" (attrs: dim; the iteration index), "slot" (attrs: slot).
+    value), "index" (attrs: dim; the iteration index), "slot" (attrs: slot), "acc" (a matmul
+    epilogue's product).
     """
 
     op: str
@@ -147,10 +148,21 @@ class MatmulKernel:
     b: Operand2D
     c: Operand2D
     computes: tuple[str, ...]
+    # Elementwise ops applied to each final tile before it is stored (bias, activation): a
+    # stage over (i, j) whose "acc" expression is the product and whose one store is to C.
+    epilogue: Stage | None = None
+
+    @property
+    def epilogue_buffers(self) -> tuple[str, ...]:
+        if self.epilogue is None:
+            return ()
+        return tuple(dict.fromkeys(e.attr("access").buffer for e in self.epilogue.exprs
+                                   if e.op == "load"))
 
     @property
     def buffers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((self.a.buffer, self.b.buffer, self.c.buffer)))
+        return tuple(dict.fromkeys((self.a.buffer, self.b.buffer, self.c.buffer)
+                                   + self.epilogue_buffers))
 
 
 Kernel = Union[LoopKernel, MatmulKernel]
@@ -181,6 +193,8 @@ def _format_expr(i: int, e: Expr) -> str:
         rhs = f"index i{e.attr('dim')}"
     elif e.op == "slot":
         rhs = f"slot s{e.attr('slot')}"
+    elif e.op == "acc":
+        rhs = "acc"
     else:
         extra = "".join(f" {{{k} = {v}}}" for k, v in e.attrs)
         rhs = f"{e.op} {', '.join(f'e{a}' for a in e.args)}{extra}"
@@ -189,9 +203,16 @@ def _format_expr(i: int, e: Expr) -> str:
 
 def format_kernel(kernel: Kernel, vector_lanes: int | None = None) -> list[str]:
     if isinstance(kernel, MatmulKernel):
-        return [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
-                f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   ({', '.join(kernel.computes)})",
-                f"  a = {kernel.a}", f"  b = {kernel.b}", f"  c = {kernel.c}"]
+        lines = [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
+                 f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   "
+                 f"({', '.join(kernel.computes)})",
+                 f"  a = {kernel.a}", f"  b = {kernel.b}", f"  c = {kernel.c}"]
+        if kernel.epilogue is not None:
+            lines.append("  epilogue on each final tile: for i0 in [0, {}) i1 in [0, {})".format(
+                kernel.m, kernel.n))
+            lines += [f"    {_format_expr(i, e)}" for i, e in enumerate(kernel.epilogue.exprs)]
+            lines += [f"    {s.access} = e{s.expr}" for s in kernel.epilogue.stores]
+        return lines
     lines = [f"kernel {kernel.name}   ({', '.join(kernel.computes)})"]
     indent = "  "
     for d, n in enumerate(kernel.outer):
@@ -253,6 +274,12 @@ def verify(program: Program) -> Program:
                 _check_range(f"{kernel.name}.{label}", buffers[operand.buffer], operand.offset,
                              kernel.batch + (rows, cols),
                              operand.batch_strides + (operand.rows, operand.cols))
+            if kernel.epilogue is not None:
+                for e in kernel.epilogue.exprs:
+                    if e.op == "load":
+                        access = e.attr("access")
+                        _check_range(f"{kernel.name} epilogue", buffers[access.buffer],
+                                     access.offset, (kernel.m, kernel.n), access.strides)
             continue
         for number, stage in enumerate(kernel.stages):
             extents = kernel.outer + stage.shape

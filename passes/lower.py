@@ -25,6 +25,9 @@ from passes.views import (LAYOUT_OPS, Home, InBuffer, InLiteral, InSlot, InStage
                           buffer_view, canonical, canonical_dims, contiguous_strides, index_map)
 
 _REDUCE_KIND = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
+# A matmul epilogue specializes the GEMM (about 0.2 s of compiling per distinct epilogue);
+# below this many outputs the separate pass it saves costs less than ~15 us.
+EPILOGUE_MIN_ELEMENTS = 1 << 16
 
 
 @dataclass(eq=False)
@@ -78,6 +81,14 @@ class Lowering:
         self.homes: dict[str, Home] = {}
         self.stored: dict[tuple[int, int], InBuffer] = {}   # (id(stage), expr) -> its buffer
         self.constants: list[tuple[str, Any]] = []
+        self.handled: set[str] = set()            # ops lowered ahead of their turn
+        self.uses: dict[str, set[str]] = {}       # value -> the ops (or "return") using it
+        for op in fn.ops:
+            for o in op.operands:
+                if isinstance(o, Value):
+                    self.uses.setdefault(o.name, set()).add(op.result.name)
+        for r in fn.results:
+            self.uses.setdefault(r.name, set()).add("return")
 
     # Buffers and kernels -----------------------------------------------------------------------
 
@@ -384,11 +395,81 @@ class Lowering:
         if not op.type.dtype.is_float:
             self.integer_matmul(kernel, op, a, b, out)
             return
+        worth_it = not batch and m * n >= EPILOGUE_MIN_ELEMENTS
+        region = self.epilogue_region(op) if worth_it else []
+        epilogue = self.epilogue_stage(op, region, kernel, out) if region else None
         kernel.matmul = MatmulKernel(
             f"k{kernel.index}", op.type.dtype, batch, m, n, k,
             *(Operand2D(v.buffer, v.offset, v.strides[:-2], v.strides[-2], v.strides[-1])
-              for v in (a, b, out)), (f"%{op.result.name} = matmul",))
-        self.homes[op.result.name] = out
+              for v in (a, b, out)),
+            (f"%{op.result.name} = matmul",) + tuple(f"%{o.result.name} = {o.name}"
+                                                     for o in region), epilogue)
+        self.homes[(region[-1] if region else op).result.name] = out
+
+    def available(self, value) -> Home | None:
+        """The home of an operand that is already readable by a new kernel, else None."""
+        if isinstance(value, Literal):
+            return InLiteral(value, ())
+        home = self.homes.get(value.name)
+        return home if isinstance(home, (InBuffer, InLiteral)) else None
+
+    def epilogue_region(self, matmul: Op) -> list[Op]:
+        """The elementwise ops after `matmul` that can run in its store: same shape, every
+        operand the product, another op of the region, or something already in memory; and
+        only the last op's value is used outside the region."""
+        later = self.fn.ops[self.fn.ops.index(matmul) + 1:]
+        inside, region = {matmul.result.name}, []
+        for op in later:
+            kind = opdef(op.name).kind
+            if op.name in LAYOUT_OPS and self.available(op.operands[0]) is not None:
+                (operand,) = op.operands
+                home = self.available(operand)
+                view = (InLiteral(home.literal, op.type.shape) if isinstance(home, InLiteral)
+                        else buffer_view(home, op.name, operand.type.shape, op.type.shape,
+                                         op.attrs))
+                if view is not None:  # a view needing a copy kernel is left for its turn
+                    self.homes[op.result.name] = view
+                continue
+            if kind != "elementwise" or op.type.shape != matmul.type.shape or not any(
+                    isinstance(o, Value) and o.name in inside for o in op.operands):
+                continue
+            if all(isinstance(o, Value) and o.name in inside or self.available(o) is not None
+                   for o in op.operands):
+                region.append(op)
+                inside.add(op.result.name)
+        while region:
+            names = {o.result.name for o in region}
+            internal = (inside - {region[-1].result.name})
+            if region[-1].type.dtype == matmul.type.dtype and all(
+                    self.uses.get(v, set()) <= names for v in internal):
+                break
+            inside.discard(region.pop().result.name)
+        self.handled.update(o.result.name for o in region)
+        return region
+
+    def epilogue_stage(self, matmul: Op, region: list[Op], kernel: KernelBuilder,
+                       out: InBuffer) -> Stage:
+        stage = StageBuilder(matmul.type.shape)
+        exprs = {matmul.result.name: stage.add(Expr("acc", (), matmul.type.dtype))}
+        for op in region:
+            args = []
+            for o in op.operands:
+                if isinstance(o, Value) and o.name in exprs:
+                    args.append(exprs[o.name])
+                    continue
+                home = self.available(o)
+                if isinstance(home, InLiteral):
+                    args.append(stage.add(Expr("literal", (), o.type.dtype,
+                                               (("value", home.literal.value),))))
+                else:
+                    self.readers.setdefault(home.buffer, set()).add(kernel.index)
+                    access = Access(home.buffer, home.offset, home.strides)
+                    args.append(stage.add(Expr("load", (), o.type.dtype, (("access", access),))))
+            attrs = tuple(sorted(op.attrs.items()))
+            exprs[op.result.name] = stage.add(Expr(op.name, tuple(args), op.type.dtype, attrs))
+        stage.stores.append(Store(exprs[region[-1].result.name],
+                                  Access(out.buffer, 0, out.strides)))
+        return stage.freeze()
 
     def integer_matmul(self, kernel: KernelBuilder, op: Op, a: InBuffer, b: InBuffer,
                        out: InBuffer) -> None:
@@ -435,6 +516,8 @@ class Lowering:
 
     def lower_op(self, op: Op) -> None:
         kind = opdef(op.name).kind
+        if op.result.name in self.handled:  # already part of a matmul's epilogue
+            return
         if op.name == "stop_gradient":  # only autodiff cares; the value is its operand's
             self.homes[op.result.name] = self.resolve(op.operands[0])
         elif op.name == "constant":

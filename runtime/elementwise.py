@@ -174,10 +174,16 @@ def _power_f64(b: ir.IRBuilder, xd, yd, lanes: int):
     magnitude = vecmath.emit_exp(b, b.fmul(yd, vecmath.emit_log(b, intrinsic(b, "fabs", [xd]))))
     is_integer = b.fcmp_ordered("==", intrinsic(b, "floor", [yd]), yd)
     is_odd = b.and_(is_integer, b.fcmp_ordered("!=", b.frem(yd, d(2.0)), d(0.0)))
-    signed = b.select(is_odd, b.fneg(magnitude), magnitude)
-    result = b.select(b.fcmp_ordered("<", xd, d(0.0)),
-                      b.select(is_integer, signed, d(float("nan"))), magnitude)
-    one = b.or_(b.fcmp_ordered("==", yd, d(0.0)), b.fcmp_ordered("==", xd, d(1.0)))
+    # An odd integer exponent keeps the base's sign (-0.0 included); C99: a negative finite
+    # base needs an integer exponent, -inf takes any.
+    signed = b.select(is_odd, intrinsic(b, "copysign", [magnitude, xd]), magnitude)
+    real = b.or_(is_integer, b.fcmp_ordered("==", xd, d(float("-inf"))))
+    result = b.select(b.and_(b.fcmp_ordered("<", xd, d(0.0)), b.not_(real)),
+                      d(float("nan")), signed)
+    minus_one_to_inf = b.and_(b.fcmp_ordered("==", xd, d(-1.0)),
+                              b.fcmp_ordered("==", intrinsic(b, "fabs", [yd]), d(float("inf"))))
+    one = b.or_(b.or_(b.fcmp_ordered("==", yd, d(0.0)), b.fcmp_ordered("==", xd, d(1.0))),
+                minus_one_to_inf)
     return b.select(one, d(1.0), result)
 
 

@@ -3,7 +3,7 @@
 Entry point emitted for each config (strides in elements, sizes at run time):
 
     void name(ptr A, i64 rsa, i64 csa, ptr B, i64 rsb, i64 csb,
-              ptr C, i64 rsc, i64 M, i64 N, i64 K, ptr scratch)
+              ptr C, i64 rsc, i64 M, i64 N, i64 K, ptr scratch, ptr epi)
 
 A[i,k] is A[i*rsa + k*csa], B[k,j] is B[k*rsb + j*csb] (so transposed operands need no copy),
 C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned and holds
@@ -140,7 +140,7 @@ def scratch_bytes(config: GemmConfig, M: int, N: int, K: int) -> int:
     return max(64, up(kc * nc * config.itemsize, 64) + up(mc * kc * config.itemsize, 64))
 
 
-_ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch") else ctypes.c_int64
+_ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch", "epi") else ctypes.c_int64
              for n in ARG_NAMES]
 
 
@@ -185,7 +185,7 @@ class GemmKernel:
         es = dt.itemsize
         self.fn(a.ctypes.data, a.strides[0] // es, a.strides[1] // es,
                 b.ctypes.data, b.strides[0] // es, b.strides[1] // es,
-                out.ctypes.data, out.strides[0] // es, m, n, k, scratch.ctypes.data)
+                out.ctypes.data, out.strides[0] // es, m, n, k, scratch.ctypes.data, None)
         return out
 
 

@@ -19,17 +19,18 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
-# epilogue(builder, acc_vector, row_index, col_index) -> vector, applied to final tiles only.
-Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value], ir.Value]
+# epilogue(builder, acc_vector, row_index, col_index, epi) -> vector, applied to final tiles
+# only; `epi` is the GEMM's last argument, passed through untouched (the epilogue's operands).
+Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value], ir.Value]
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
 BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
 
-ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch")
+ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch", "epi")
 # The block function: one A row range against one B column range, over one K block.
 MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "b", "b_step", "b_ks", "b_edge", "nfull",
-              "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last")
-POINTER_ARGS = ("A", "B", "C", "scratch", "a", "b", "b_edge", "c")
+              "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last", "epi")
+POINTER_ARGS = ("A", "B", "C", "scratch", "a", "b", "b_edge", "c", "epi")
 
 
 def c64(x: int) -> ir.Constant:
@@ -199,7 +200,7 @@ class GemmEmitter:
                 if add_dst:
                     x = b.fadd(b.load(p, typ=self.vt, align=self.es), x)
                 if epilogue is not None:
-                    x = epilogue(b, x, r, b.add(col, c64(v * self.w)))
+                    x = epilogue(b, x, r, b.add(col, c64(v * self.w)), self.macro.args[-1])
                 b.store(x, p, align=self.es)
 
     def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
@@ -310,7 +311,7 @@ class GemmEmitter:
         self._emit_block_function()
         self._begin(self.fn)
         cfg, b = self.cfg, self.b
-        a, rsa, csa, bm, rsb, csb, c, rsc, m, n, k, scratch = self.fn.args
+        a, rsa, csa, bm, rsb, csb, c, rsc, m, n, k, scratch, _ = self.fn.args
         with b.if_then(b.or_(b.icmp_signed("<=", m, c64(0)), b.icmp_signed("<=", n, c64(0)))):
             b.ret_void()
         kc_max = self.imin(c64(cfg.kc), k)
@@ -338,7 +339,7 @@ class GemmEmitter:
         self._begin(self.macro)
         cfg, b = self.cfg, self.b
         (a, a_step, a_rs, a_ks, bm, b_step, b_ks, b_edge, nfull,
-         c, rsc, row0, col0, mc, nc, kc, first, last) = self.macro.args
+         c, rsc, row0, col0, mc, nc, kc, first, last, _) = self.macro.args
 
         def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
             full = b.icmp_signed("<", jr, nfull)
@@ -351,6 +352,7 @@ class GemmEmitter:
         b.ret_void()
 
     def _call_block(self, *args: ir.Value) -> None:
+        args += (self.fn.args[-1],)  # epi
         self.b.call(self.macro, [c64(x) if isinstance(x, int) else x for x in args])
 
     def emit_direct(self, bp: ir.Value) -> None:
@@ -359,7 +361,7 @@ class GemmEmitter:
         Only the last N % NR columns of B are copied, to a padded panel in scratch.
         """
         cfg, b = self.cfg, self.b
-        a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _ = self.fn.args
+        a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _, _ = self.fn.args
         nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
         with b.if_then(b.icmp_signed("<", nfull, n)):
             self.emit_panel_copy(self.gep(bm, nfull), c64(1), rsb, b.sub(n, nfull), cfg.nr, k, bp)
@@ -374,7 +376,7 @@ class GemmEmitter:
         runs the same ic loop over its own row range with its own A buffer.
         """
         cfg, b = self.cfg, self.b
-        a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _ = self.fn.args
+        a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _, _ = self.fn.args
         with self.loop(c64(0), n, cfg.nc) as jc:
             nc = self.imin(c64(cfg.nc), b.sub(n, jc))
             with self.loop(c64(0), k, cfg.kc, once=True) as pc:

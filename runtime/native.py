@@ -51,13 +51,35 @@ _gemm_modules: dict[str, engine.NativeModule] = {}
 _gemm_lock = threading.Lock()
 
 
-def gemm_symbol(dtype_name: str) -> str:
-    """Compile (once per process) the GEMM for a dtype and make its symbol visible to MCJIT."""
-    name = f"tj_gemm_{dtype_name}"
+def _gemm_config(kernel: MatmulKernel) -> gemm.GemmConfig:
+    return gemm.gemm_config("float32" if kernel.dtype.name == "f32" else "float64")
+
+
+def _epilogue_key(kernel: MatmulKernel) -> tuple:
+    """What makes two epilogues the same code: their expressions, with buffers numbered."""
+    position = {name: i for i, name in enumerate(kernel.epilogue_buffers)}
+
+    def attr(k, v):
+        if k == "access":
+            return position[v.buffer], v.offset, v.strides
+        return v.name if hasattr(v, "numpy") else v
+
+    exprs = tuple((e.op, e.args, e.dtype.name, tuple((k, attr(k, v)) for k, v in e.attrs))
+                  for e in kernel.epilogue.exprs)
+    return exprs, kernel.epilogue.stores[0].expr
+
+
+def gemm_symbol(kernel: MatmulKernel, dtypes: dict) -> str:
+    """Compile (once per process per dtype and epilogue) the GEMM a matmul kernel calls, and
+    make its symbol visible to MCJIT."""
+    key = (kernel.dtype.name,) + (_epilogue_key(kernel) if kernel.epilogue else ())
+    name = f"tj_gemm_{kernel.dtype.name}" + (
+        f"_e{abs(hash(key)):x}" if kernel.epilogue else "")
     with _gemm_lock:
         if name not in _gemm_modules:
-            config = gemm.gemm_config("float32" if dtype_name == "f32" else "float64")
-            module = engine.compile_llvm(gemm.gemm_llvm_ir(config, name), pipeline="light")
+            epilogue = codegen.epilogue_emitter(kernel, dtypes) if kernel.epilogue else None
+            text = gemm.gemm_llvm_ir(_gemm_config(kernel), name, epilogue)
+            module = engine.compile_llvm(text, pipeline="light")
             llvm.add_symbol(name, module.address(name))
             _gemm_modules[name] = module
     return name
@@ -70,8 +92,7 @@ def aligned_empty(nbytes: int) -> np.ndarray:
 
 
 def _gemm_scratch_bytes(program: Program) -> int:
-    sizes = [gemm.scratch_bytes(gemm.gemm_config("float32" if k.dtype.name == "f32"
-                                                 else "float64"), k.m, k.n, k.k)
+    sizes = [gemm.scratch_bytes(_gemm_config(k), k.m, k.n, k.k)
              for k in program.kernels if isinstance(k, MatmulKernel)]
     return max(sizes, default=0)
 
@@ -80,7 +101,8 @@ class NativeExecutable:
     def __init__(self, program: Program):
         start = time.perf_counter()
         self.program = program
-        names = {k.dtype.name: gemm_symbol(k.dtype.name)
+        dtypes = {b.name: b.dtype for b in program.buffers}
+        names = {k.name: gemm_symbol(k, dtypes)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
         _export_python_symbols()
         text = codegen.emit_program(program, names, ARRAY_DATA_OFFSET)

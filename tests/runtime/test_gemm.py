@@ -112,7 +112,8 @@ def test_no_writes_outside_c_or_scratch(dtype):
         assert np.all(scratch[nbytes:nbytes + 256] == 0xAB)
 
 
-def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value) -> ir.Value:
+def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value,
+         epi: ir.Value) -> ir.Value:
     zero = ir.Constant(acc.type, None)
     return builder.select(builder.fcmp_ordered(">", acc, zero), acc, zero)
 

@@ -180,3 +180,29 @@ def test_loop_verifier_rejects_an_out_of_bounds_access():
         program.inputs, program.outputs, program.constants, program.scratch_bytes)
     with pytest.raises(loops.LoopVerifyError, match="elements 1..8"):
         loops.verify(broken)
+
+
+@pytest.mark.parametrize("m,k,n", [(256, 3, 256), (257, 17, 263), (300, 64, 1000)])
+def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n):
+    rng = np.random.default_rng(m)
+    x, w = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    row_bias, column_bias = rng.standard_normal(n), rng.standard_normal((m, 1))
+    other = rng.standard_normal((n, m))  # read transposed, lane by lane
+
+    def f(x, w, row_bias, column_bias, other):
+        return jit.tanh(jit.relu(x @ w + row_bias) * column_bias + other.T)
+
+    args = [a.astype(np.float32) for a in (x, w, row_bias, column_bias, other)]
+    compiled = jit.jit(f).lower(*args).compile()
+    assert compiled.stats["kernels"] == 1
+    want = np.tanh(np.maximum(x @ w + row_bias, 0) * column_bias + other.T)
+    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_a_product_used_twice_is_stored_before_its_epilogue_would_change_it():
+    x = np.random.default_rng(1).standard_normal((256, 256)).astype(np.float32)
+    f = jit.jit(lambda x: (jit.relu(x @ x), x @ x * 2))
+    relu, doubled = (t.numpy() for t in f(x))
+    product = x.astype(np.float64) @ x
+    np.testing.assert_allclose(relu, np.maximum(product, 0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(doubled, product * 2, rtol=1e-4, atol=1e-3)
