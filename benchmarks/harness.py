@@ -29,7 +29,7 @@ class Settings:
 
 
 QUICK = Settings(rounds=5, warmup=1, min_sample=0.01, first_call_runs=1)
-FULL = Settings(rounds=15, warmup=2, min_sample=0.05, first_call_runs=3)
+FULL = Settings(rounds=25, warmup=2, min_sample=0.1, first_call_runs=5)
 
 
 def leaves(tree: Any) -> list[Any]:

@@ -95,7 +95,7 @@ def header(info: dict) -> str:
     feats = " ".join(f for f in ("avx2", "fma", "avx512f") if host.get(f))
     blas = ", ".join(f"{b['internal_api']} {b['version']} kernel {b['architecture']}, "
                      f"threads {b['num_threads']}" for b in m["blas"]) or \
-        "unknown (threadpoolctl is not installed)"
+        "unknown (threadpoolctl is not installed; --threads 1 sets OPENBLAS_NUM_THREADS=1)"
     removed = info["openblas_removed"] or "none were set"
     lines = [
         f"machine: {m['cpu_model']}, {m['cores']} cores; LLVM host {host['cpu']} ({feats})",
@@ -167,8 +167,8 @@ def plot(rows: list[dict], path: str, title: str = "") -> str | None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}x"))
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.4 / fig.get_figheight()),
+              ncol=len(systems), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return None

@@ -70,15 +70,22 @@ def check_system(system: System, w: Workload, inputs: tuple, ref: Any) -> Any:
 def time_workload(w: Workload, settings: harness.Settings, one_thread: bool,
                   skip: frozenset[str] = frozenset()) -> None:
     inputs, ref = _inputs(w)
-    runners = {}
+    runners, systems = {}, {}
     for system in (s for s in SYSTEMS if s.name not in skip):
         if system.unavailable() is None:
             system.configure(one_thread)
         run = check_system(system, w, inputs, ref)
         if run is not None:
-            runners[system.name] = run
+            runners[system.name], systems[system.name] = run, system
     emit(event="start", system=",".join(runners), phase="timing")
-    for name, timing in harness.interleaved(runners, settings).items():
+    timings = harness.interleaved(runners, settings)
+    for name, timing in timings.items():
+        try:  # the last call must be right too (a reused output buffer, say)
+            harness.check(systems[name].to_numpy(runners[name]()), ref, w.reduce_len)
+        except harness.WrongResult as e:
+            emit(event="status", system=name, status="failed",
+                 error=f"wrong result after timing: {e}")
+            continue
         emit(event="timing", system=name, **timing)
 
 

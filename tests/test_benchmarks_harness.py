@@ -95,3 +95,29 @@ def test_handwritten_numpy_gradients_match_finite_differences():
         grad = (params[k] - new[k]) / workloads.LR
         np.testing.assert_allclose(grad, _finite_difference(loss_of, [params[k]], 0),
                                    rtol=1e-5, atol=1e-8)
+
+
+class _WrongLater(System):
+    """Right on the first call, wrong afterwards: the re-check after timing must catch it."""
+    name = "wrong-later"
+
+    def prepare(self, w, inputs):
+        calls = []
+
+        def run():
+            calls.append(1)
+            return w.numpy()(*inputs) + (0 if len(calls) == 1 else 1e-3)
+        return run
+
+
+def test_runner_drops_a_timing_whose_last_result_is_wrong(monkeypatch):
+    monkeypatch.setattr(runner, "SYSTEMS", [runner.SYSTEMS[0], _WrongLater()])
+    out = io.StringIO()
+    with redirect_stdout(out):
+        runner.time_workload(workloads.WORKLOADS["dispatch_add_one"],
+                             harness.Settings(rounds=1, warmup=0, min_sample=0.0,
+                                              first_call_runs=1), one_thread=True)
+    events = [json.loads(line[len(runner.EVENT):]) for line in out.getvalue().splitlines()]
+    timed = {e["system"] for e in events if e["event"] == "timing"}
+    assert timed == {"numpy"}
+    assert any(e.get("status") == "failed" and "after timing" in e["error"] for e in events)
