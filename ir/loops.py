@@ -201,7 +201,16 @@ def _format_expr(i: int, e: Expr) -> str:
     return f"e{i} = {rhs} : {e.dtype}"
 
 
-def format_kernel(kernel: Kernel, vector_lanes: int | None = None) -> list[str]:
+def stage_lanes(stage: Stage, vector_bytes: int) -> int:
+    """How many elements the stage's innermost loop handles per step: the widest element
+    decides (the code generator uses the same rule)."""
+    if not stage.shape:
+        return 1
+    widest = max((e.dtype.itemsize for e in stage.exprs if not e.dtype.is_bool), default=4)
+    return max(1, vector_bytes // widest)
+
+
+def format_kernel(kernel: Kernel, vector_bytes: int | None = None) -> list[str]:
     if isinstance(kernel, MatmulKernel):
         lines = [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
                  f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   "
@@ -224,7 +233,8 @@ def format_kernel(kernel: Kernel, vector_lanes: int | None = None) -> list[str]:
     base = len(kernel.outer)
     for number, stage in enumerate(kernel.stages):
         loops = " ".join(f"i{base + d} in [0, {n})" for d, n in enumerate(stage.shape))
-        width = f", vector {vector_lanes}" if vector_lanes and stage.shape else ""
+        lanes = stage_lanes(stage, vector_bytes) if vector_bytes else 1
+        width = f"  (vector of {lanes})" if lanes > 1 else ""
         lines.append(f"{indent}stage {number}: for {loops or '(once)'}{width}")
         lines += [f"{indent}  {_format_expr(i, e)}" for i, e in enumerate(stage.exprs)]
         lines += [f"{indent}  s{r.slot} {r.kind}= e{r.expr}" for r in stage.reductions]
@@ -233,14 +243,15 @@ def format_kernel(kernel: Kernel, vector_lanes: int | None = None) -> list[str]:
     return lines
 
 
-def to_text(program: Program) -> str:
+def to_text(program: Program, vector_bytes: int | None = None) -> str:
+    """The program as text; with the target's vector size, each stage shows its vector width."""
     lines = [f"program @{program.name}   (scratch {program.scratch_bytes} bytes)"]
     for b in program.buffers:
         where = f" at +{b.offset}" if b.kind == "temp" else ""
         lines.append(f"  buffer %{b.name}: {b.dtype}[{','.join(map(str, b.shape))}] "
                      f"{b.kind}{where}")
     for kernel in program.kernels:
-        lines += ["  " + line for line in format_kernel(kernel)]
+        lines += ["  " + line for line in format_kernel(kernel, vector_bytes)]
     return "\n".join(lines) + "\n"
 
 

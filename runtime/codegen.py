@@ -15,7 +15,7 @@ from llvmlite import ir
 
 from ir import DType, i64
 from ir.loops import (Access, Expr, LoopKernel, MatmulKernel, Program, Stage,
-                      reduction_identity)
+                      reduction_identity, stage_lanes)
 from runtime.elementwise import EMITTERS, Ctx, constant, intrinsic, lanes_of, llvm_type
 from runtime.engine import host
 
@@ -99,8 +99,7 @@ class StageEmitter:
                  dtypes: dict[str, DType], slots: list[ir.Value], slot_types: list):
         self.b, self.stage, self.pointers, self.dtypes = b, stage, pointers, dtypes
         self.slots, self.slot_types = slots, slot_types
-        widest = max((e.dtype.itemsize for e in stage.exprs if not e.dtype.is_bool), default=4)
-        self.lanes = max(1, host().vector_bytes // widest) if stage.shape else 1
+        self.lanes = stage_lanes(stage, host().vector_bytes)
 
     def emit(self, outer: list[ir.Value]) -> None:
         b, stage = self.b, self.stage

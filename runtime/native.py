@@ -139,7 +139,7 @@ class NativeExecutable:
 
     def stage_text(self, stage: str) -> str:
         if stage == "loops":
-            return loops_text(self.program)
+            return loops_text(self.program, engine.host().vector_bytes)
         if stage == "llvm":
             return self.module.optimized_ir
         if stage == "asm":
