@@ -39,14 +39,15 @@ def leaf_type(x: Any) -> tuple[TensorType, bool]:
     """The abstract type of an input leaf and whether it is weak (a Python scalar)."""
     if isinstance(x, Tensor):
         return x.type, x._weak
+    # numpy scalars first: np.float64 subclasses float but is not weak
+    if isinstance(x, (np.ndarray, np.generic)):
+        return TensorType(dtype_of(x.dtype), tuple(np.shape(x))), False
     if isinstance(x, bool):
         return TensorType(bool_, ()), True
     if isinstance(x, int):
         return TensorType(i32, ()), True
     if isinstance(x, float):
         return TensorType(f32, ()), True
-    if isinstance(x, (np.ndarray, np.generic)):
-        return TensorType(dtype_of(x.dtype), tuple(np.shape(x))), False
     raise TypeError(f"expected Tensors, numpy arrays or Python scalars as arguments, got "
                     f"{type(x).__name__}")
 

@@ -23,11 +23,14 @@ _SCALARS = (bool, int, float)
 # Arguments, promotion and broadcasting ---------------------------------------------------------
 
 def as_tensor(x: Any, op: str = "op") -> Tensor | bool | int | float:
-    """Tensors pass, Python scalars stay weak scalars, numpy data and lists become Tensors."""
-    if isinstance(x, Tensor) or isinstance(x, _SCALARS):
-        return x
+    """Tensors pass, Python scalars stay weak scalars, numpy data and lists become Tensors.
+
+    numpy scalars are checked first: np.float64 is a subclass of Python's float, but it is
+    not weak (it acts as a 0-d array)."""
     if isinstance(x, (np.ndarray, np.generic, list, tuple)):
         return Tensor(x)
+    if isinstance(x, Tensor) or isinstance(x, _SCALARS):
+        return x
     raise TypeError(f"{op}: expected a Tensor, numpy array or Python scalar, got "
                     f"{type(x).__name__}")
 
