@@ -322,12 +322,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
                 isinstance(item, Tensor) and item.ndim):
             raise IndexError("only integers, slices, None and ... are valid indices "
                              "(advanced indexing with arrays or masks is not supported)")
-    if items.count(Ellipsis) > 1:
+    # identity, not `==`: an index may be a Tensor, whose == is elementwise
+    ellipses = [k for k, item in enumerate(items) if item is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     consuming = builtins.sum(1 for i in items if i is not None and i is not Ellipsis)
     if consuming > x.ndim:
         raise IndexError(f"too many indices for a tensor of rank {x.ndim}: {consuming} given")
-    at = items.index(Ellipsis) if Ellipsis in items else len(items)
+    at = ellipses[0] if ellipses else len(items)
     items[at:at + 1] = [slice(None)] * (x.ndim - consuming)
     starts, sizes, steps, shape, axis = [], [], [], [], 0
     for item in items:
