@@ -222,17 +222,19 @@ def min(x, axis=None, keepdims=False): return _extremum("reduce_min", "min", x, 
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), computed around the maximum so that large inputs do not overflow."""
     x = astype(x, _float_dtype(x))
+    axis = normalize_axes("logsumexp", axis, x.ndim)   # (errors name logsumexp, not max)
     m = stop_gradient(max(x, axis, keepdims=True))
     m = where(less(abs(m), np.inf), m, 0)  # all -inf (or inf) slices: no shift
     out = add(log(sum(exp(sub(x, m)), axis, keepdims=True)), m)
     return out if keepdims else reshape(out, tuple(
-        n for i, n in enumerate(x.shape) if i not in normalize_axes("logsumexp", axis, x.ndim)))
+        n for i, n in enumerate(x.shape) if i not in axis))
 
 
 def log_softmax(x, axis=-1):
     """(x - m) - log(sum(exp(x - m))): subtracting the maximum first keeps the small
     log-probabilities exact where x - logsumexp(x) would cancel (large logits in f32)."""
     x = astype(x, _float_dtype(x))
+    axis = normalize_axis("log_softmax", axis, x.ndim)
     m = stop_gradient(max(x, axis, keepdims=True))
     shifted = sub(x, where(less(abs(m), np.inf), m, 0))
     return sub(shifted, log(sum(exp(shifted), axis, keepdims=True)))
@@ -240,6 +242,7 @@ def log_softmax(x, axis=-1):
 
 def softmax(x, axis=-1):
     x = astype(x, _float_dtype(x))
+    axis = normalize_axis("softmax", axis, x.ndim)
     e = exp(sub(x, stop_gradient(max(x, axis, keepdims=True))))
     return div(e, sum(e, axis, keepdims=True))
 
