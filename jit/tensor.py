@@ -36,6 +36,9 @@ class Tensor:
         elif isinstance(data, (np.ndarray, np.generic)):
             array = np.asarray(data)
         else:
+            if data is None or isinstance(data, (str, bytes)) or _has_none(data):
+                raise TypeError(f"Tensor() expects numbers, nested lists of numbers, numpy "
+                                f"arrays or Tensors, got {data!r:.60}")
             array = np.array(data, dtype=np.float32 if dtype is None else None)
             if array.dtype == object:
                 raise TypeError(f"Tensor() expects numbers, nested lists of numbers, numpy "
@@ -210,6 +213,13 @@ class Tensor:
     def transpose(self, *axes):
         return ops.transpose(self, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int)
                                     else axes) or None)
+
+
+def _has_none(data: Any) -> bool:
+    """None anywhere in nested lists (numpy would read it as NaN)."""
+    if isinstance(data, (list, tuple)):
+        return any(_has_none(d) for d in data)
+    return data is None
 
 
 def lift(trace: Trace, x: Any) -> Operand | Any:
