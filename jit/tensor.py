@@ -254,8 +254,9 @@ def _eager(name: str, operands: tuple, attrs: dict) -> Tensor:
     arrays = [o._data if isinstance(o, Tensor) else literal_array(lit)
               for o, lit in zip(operands, op.operands)]
     out = Tensor._wrap(run_op(op, arrays))
-    if autograd.grad_enabled() and any(isinstance(o, Tensor) and o.requires_grad
-                                       for o in operands):
+    if autograd.grad_enabled() and out.type.dtype.is_float and any(
+            isinstance(o, Tensor) and o.requires_grad for o in operands):
+        # (comparisons and integer casts end the graph: their results carry no gradient)
         inputs = tuple(o if isinstance(o, Tensor) else lit
                        for o, lit in zip(operands, op.operands))
         autograd.record(out, autograd.Node(name, op.attrs, inputs, user_location()))
