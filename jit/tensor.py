@@ -131,7 +131,7 @@ class Tensor:
     def __index__(self) -> int:
         data = self._one("use as an index")
         if not self.type.dtype.is_int:
-            raise TypeError(f"only integer tensors can be used as an index, got {data.dtype}")
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(data)
 
     def _one(self, construct: str) -> Any:
