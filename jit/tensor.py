@@ -144,6 +144,8 @@ class Tensor:
         if self._value is not None:
             return f"Tensor<traced {self.type}>"
         body = np.array2string(self._data, separator=", ", prefix="Tensor(")
+        if self._data.size == 0 and self._data.shape != (0,):  # as numpy: [] needs its shape
+            body += f", shape={self._data.shape}"
         extra = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({body}, dtype={self._data.dtype}{extra})"
 
