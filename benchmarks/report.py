@@ -99,7 +99,7 @@ def header(info: dict) -> str:
     removed = info["openblas_removed"] or "none were set"
     lines = [
         f"machine: {m['cpu_model']}, {m['cores']} cores; LLVM host {host['cpu']} ({feats})",
-        f"versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
         f"numpy BLAS: {blas}; removed for this run: {removed}",
         f"threads: {info['threads']}; mode: {'quick' if info['quick'] else 'full'}; "
         f"loadavg at start: {' '.join(str(x) for x in m['loadavg_at_start'])}",

@@ -4,6 +4,7 @@ with tensorjit, and the same model with PyTorch when it is installed, for compar
     pip install scikit-learn      # or: pip install 'tensorjit[bench]'
     PYTHONPATH=. python examples/train_digits.py
 """
+import importlib.util
 import time
 
 import numpy as np
@@ -98,9 +99,7 @@ def main():
           f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, SGD lr {LR}, {EPOCHS} epochs")
     print("tensorjit:")
     report("tensorjit", *train_tensorjit(data, np.random.default_rng(0)))
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         print("PyTorch: skipped (torch is not installed)")
         return
     report("PyTorch eager", *train_torch(data, np.random.default_rng(0)))
