@@ -74,8 +74,8 @@ def _check_order1(fn: Callable, leaves: list[Any], trees: list, rng: np.random.G
             tol = atol * scale + rtol * abs(numeric)
             excess = abs(exact - numeric) - tol
             if worst is None or excess > worst[0]:
-                where = (np.unravel_index(k, base.shape) if base.size <= 16 else
-                         f"random direction {k}")
+                where = (tuple(int(i) for i in np.unravel_index(k, base.shape))
+                         if base.size <= 16 else f"random direction {k}")
                 worst = (excess, i, where, exact, numeric, tol)
     if worst is not None and worst[0] > 0:
         _, i, where, exact, numeric, tol = worst
