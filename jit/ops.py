@@ -377,7 +377,11 @@ def matmul(x, y):
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     if a2.shape[-1] != b2.shape[-2]:
         raise ValueError(f"matmul: inner dimensions differ: {described}")
-    batch = broadcast_shapes("matmul", a2.shape[:-2], b2.shape[:-2])
+    try:
+        batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions {list(a2.shape[:-2])} and "
+                         f"{list(b2.shape[:-2])} do not broadcast: {described}") from None
     a2 = broadcast_to(a2, batch + a2.shape[-2:])
     b2 = broadcast_to(b2, batch + b2.shape[-2:])
     out = bind("matmul", a2, b2)
