@@ -18,7 +18,10 @@ class InterpretedExecutable:
                       "scratch_bytes": 0, "backend": "interpreter"}
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return interpret(self.fn, arrays)
+        return interpret(self.fn, [np.asarray(a, dtype=p.type.dtype.numpy)
+                                   for a, p in zip(arrays, self.fn.params)])
+
+    run_exact = __call__
 
     def stage_text(self, stage: str) -> str:
         raise ValueError(f"stage {stage!r} needs the native backend (TENSORJIT_BACKEND is "
