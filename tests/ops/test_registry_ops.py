@@ -19,7 +19,7 @@ import jit
 from ir import Function, Literal, Value
 from ir.interpreter import literal_array, run_op
 from jit.tensor import Tensor, bind
-from tests.strategies import arguments, missing_recipes, programs
+from tests.strategies import ALL_DTYPES, accepted_dtypes, arguments, missing_recipes, programs
 
 
 # Oracles: independent numpy formulations of each op ----------------------------------------------
@@ -175,12 +175,32 @@ def _assert_matches(out: np.ndarray, expected: np.ndarray) -> None:
         np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize("name", OPS)
-@settings(max_examples=30)
+def _dtype_cases() -> list[tuple[str, tuple[str, ...]]]:
+    """(op, the dtypes its program may use): each dtype an op accepts, one at a time; casts
+    between every pair."""
+    cases = []
+    for name in OPS:
+        definition = ir.REGISTRY[name]
+        if name == "cast":
+            cases += [(name, (a, b)) for i, a in enumerate(ALL_DTYPES) for b in ALL_DTYPES[i:]]
+            continue
+        if definition.kind == "elementwise" and name != "where":
+            dtypes = accepted_dtypes(name)
+        elif name in ("reduce_sum", "reduce_max", "reduce_min", "matmul", "iota"):
+            dtypes = tuple(d for d in ALL_DTYPES if d != "bool")
+        else:
+            dtypes = ALL_DTYPES
+        cases += [(name, (d,)) for d in dtypes]
+    return cases
+
+
+@pytest.mark.parametrize("name,dtypes", _dtype_cases(),
+                         ids=[f"{n}-{'-'.join(d)}" for n, d in _dtype_cases()])
+@settings(max_examples=12)
 @given(data=st.data())
-def test_type_rule_reference_and_oracle_agree(name, data):
+def test_type_rule_reference_and_oracle_agree(name, dtypes, data):
     fn = data.draw(programs(ops=[name], max_ops=1, min_dim=data.draw(st.sampled_from([0, 1])),
-                            locations=False), label="program")
+                            dtypes=dtypes, locations=False), label="program")
     assume(fn.ops and fn.ops[-1].name == name)
     op = fn.ops[-1]
     undefined_cast = name == "cast" and not op.attrs["dtype"].is_float
@@ -217,7 +237,7 @@ def test_binary_ops_with_an_explicitly_broadcast_operand(name, shapes, swap, dty
     """`op(x, broadcast_to(y))` in IR is numpy's broadcasting `op(x, y)`."""
     shape, small = shapes
     dtype = ir.DTYPES[dtype]
-    assume(dtype.name in _accepts(name))
+    assume(dtype.name in accepted_dtypes(name))
     b = ir.Builder("f")
     x = b.param(ir.TensorType(dtype, shape), "x")
     y = b.param(ir.TensorType(dtype, small), "y")
@@ -231,11 +251,6 @@ def test_binary_ops_with_an_explicitly_broadcast_operand(name, shapes, swap, dty
     with np.errstate(all="ignore"):
         expected = TABLE[name].oracle(*((ya, xa) if swap else (xa, ya)))
     _assert_matches(got, expected)
-
-
-def _accepts(name):
-    from tests.strategies import accepted_dtypes
-    return accepted_dtypes(name)
 
 
 # Derivatives ------------------------------------------------------------------------------------
