@@ -16,6 +16,7 @@ import numpy as np
 
 import passes
 from ir import Function, Literal, TensorType, dtype_of, f32, i32, bool_, to_text
+from ir.dot import to_dot
 from jit import autograd
 from jit.execution import executable_for
 from jit.pytree import LEAF, TreeDef, flatten, leaf_paths, unflatten
@@ -232,6 +233,12 @@ class Lowered:
         if stage in STAGES:
             return self.entry.compiled().stage_text(stage)
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+
+    def as_dot(self, stage: str = "optimized") -> str:
+        """The traced or optimized program as a Graphviz graph."""
+        if stage not in ("traced", "optimized"):
+            raise ValueError(f"as_dot shows the 'traced' or 'optimized' stage, not {stage!r}")
+        return to_dot(self.traced if stage == "traced" else self.optimized)
 
     def compile(self) -> "Compiled":
         return Compiled(self.jitted, self.entry)

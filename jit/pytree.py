@@ -5,7 +5,7 @@ The structure (`TreeDef`) is hashable plain data, so it can be part of a compile
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,6 @@ def _paths_into(node: Any, path: str, paths: list[str]) -> None:
             _paths_into(node[k], f"{path}_{k}", paths)
     else:
         paths.append("".join(ch if ch.isalnum() or ch == "_" else "_" for ch in path))
-
-
-def tree_map(fn: Callable, tree: Any) -> Any:
-    leaves, treedef = flatten(tree)
-    return unflatten(treedef, [fn(x) for x in leaves])
 
 
 def _is_namedtuple(node: Any) -> bool:
