@@ -26,8 +26,8 @@ from passes.views import (LAYOUT_OPS, Home, InBuffer, InLiteral, InSlot, InStage
 
 _REDUCE_KIND = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
 # A matmul epilogue specializes the GEMM (about 0.2 s of compiling per distinct epilogue);
-# below this many outputs the separate pass it saves costs less than ~15 us.
-EPILOGUE_MIN_ELEMENTS = 1 << 16
+# below this many outputs (1 MiB of float32) the pass it saves costs less than ~50 us.
+EPILOGUE_MIN_ELEMENTS = 1 << 18
 
 
 @dataclass(eq=False)

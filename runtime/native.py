@@ -106,7 +106,7 @@ class NativeExecutable:
                  for k in program.kernels if isinstance(k, MatmulKernel)}
         _export_python_symbols()
         text = codegen.emit_program(program, names, ARRAY_DATA_OFFSET)
-        self.module = engine.compile_llvm(text, pipeline="O3")
+        self.module = engine.compile_llvm(text, pipeline="light")
         self._entry, self._entry_definition = builtin(self.module.address("entry"), program.name)
         self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy,
                          np.empty(program.buffer(n).shape, program.buffer(n).dtype.numpy).strides)

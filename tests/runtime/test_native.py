@@ -182,7 +182,7 @@ def test_loop_verifier_rejects_an_out_of_bounds_access():
         loops.verify(broken)
 
 
-@pytest.mark.parametrize("m,k,n", [(256, 3, 256), (257, 17, 263), (300, 64, 1000)])
+@pytest.mark.parametrize("m,k,n", [(512, 3, 512), (513, 17, 521), (300, 64, 1000)])
 def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n):
     rng = np.random.default_rng(m)
     x, w = rng.standard_normal((m, k)), rng.standard_normal((k, n))
@@ -200,7 +200,7 @@ def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n):
 
 
 def test_a_product_used_twice_is_stored_before_its_epilogue_would_change_it():
-    x = np.random.default_rng(1).standard_normal((256, 256)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((512, 512)).astype(np.float32)
     f = jit.jit(lambda x: (jit.relu(x @ x), x @ x * 2))
     relu, doubled = (t.numpy() for t in f(x))
     product = x.astype(np.float64) @ x
