@@ -115,6 +115,18 @@ def call_traced(fn: Function, args: Sequence[Any],
     return outs
 
 
+def static_positions(static_argnums: tuple[int, ...], nargs: int) -> tuple[int, ...]:
+    """`static_argnums` as non-negative positions of this call (negative ones count from the
+    end, as in JAX); one past the arguments is an error."""
+    positions = []
+    for i in static_argnums:
+        if not -nargs <= i < nargs:
+            raise ValueError(f"static_argnums names argument {i}, but the function was called "
+                             f"with {nargs} positional arguments")
+        positions.append(i % nargs)
+    return tuple(positions)
+
+
 def _signature_key(args: Sequence[Any], static_argnums: tuple[int, ...]) -> tuple:
     parts = []
     for i, a in enumerate(args):
@@ -169,16 +181,18 @@ class JittedFunction:
         self._fast: dict[tuple, _Entry] = {}   # plain-array calls: (shape, dtype) per argument
 
     def _entry(self, args: Sequence[Any]) -> _Entry:
-        key = _signature_key(args, self._static)
+        static = static_positions(self._static, len(args))
+        key = _signature_key(args, static)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = _Entry(trace(self._fn, args, self._static))
+            entry = self._cache[key] = _Entry(trace(self._fn, args, static))
         return entry
 
     def _leaves(self, args: Sequence[Any]) -> list[Any]:
+        static = static_positions(self._static, len(args))
         leaves: list[Any] = []
         for i, a in enumerate(args):
-            if i not in self._static:
+            if i not in static:
                 leaves += flatten(a)[0]
         return leaves
 
@@ -269,4 +283,4 @@ def jit(fn: Callable | None = None, *, static_argnums: int | Sequence[int] = ())
 def make_ir(fn: Callable, static_argnums: int | Sequence[int] = ()) -> Callable[..., Function]:
     """`make_ir(f)(*args)`: the traced IR of `f` for these arguments (like jax.make_jaxpr)."""
     static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    return lambda *args: trace(fn, args, static).fn
+    return lambda *args: trace(fn, args, static_positions(static, len(args))).fn

@@ -280,3 +280,22 @@ def test_make_ir_returns_the_traced_function():
     ir.verify(fn)
     static = jit.make_ir(lambda x, k: x * k, static_argnums=1)(np.ones(2), 3)
     assert len(static.params) == 1 and static.ops[-1].operands[1] == ir.Literal(3.0, ir.f64)
+
+
+def test_negative_static_argnums_count_from_the_end():
+    traces = []
+
+    def f(x, n):
+        traces.append(n)
+        return x * n
+
+    g = jit.jit(f, static_argnums=-1)
+    assert g(np.ones(2, np.float32), 3).tolist() == [3.0, 3.0]
+    assert g(np.ones(2, np.float32), 4).tolist() == [4.0, 4.0]
+    assert traces == [3, 4]
+
+
+def test_static_argnums_beyond_the_arguments_is_an_error():
+    g = jit.jit(lambda x: x, static_argnums=1)
+    with pytest.raises(ValueError, match="static_argnums names argument 1"):
+        g(np.ones(2))
