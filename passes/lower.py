@@ -13,62 +13,18 @@ A value leaves its kernel (is stored to a buffer) only when something outside re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ir import DType, Function, Literal, Op, Value
-from ir.loops import (Access, Buffer, Expr, LoopKernel, MatmulKernel, Operand2D, Program,
-                      Reduction, Stage, Store, reduction_identity)
+from ir.loops import Access, Buffer, Expr, Program, Reduction, Store, reduction_identity
 from ir.registry import opdef
+from passes.loop_builders import KernelBuilder, StageBuilder
+from passes.lower_matmul import lower_matmul
 from passes.memory import plan_arena
 from passes.views import (LAYOUT_OPS, Home, InBuffer, InLiteral, InSlot, InStage, Mapped,
                           buffer_view, canonical, canonical_dims, contiguous_strides, index_map)
 
 _REDUCE_KIND = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
-# A matmul epilogue specializes the GEMM (about 0.2 s of compiling per distinct epilogue);
-# below this many outputs (1 MiB of float32) the pass it saves costs less than ~50 us.
-EPILOGUE_MIN_ELEMENTS = 1 << 18
-
-
-@dataclass(eq=False)
-class StageBuilder:
-    shape: tuple[int, ...]
-    exprs: list[Expr] = field(default_factory=list)
-    stores: list[Store] = field(default_factory=list)
-    reductions: list[Reduction] = field(default_factory=list)
-    _memo: dict = field(default_factory=dict)
-
-    def add(self, expr: Expr) -> int:
-        if expr.op in ("load", "literal", "index", "slot"):
-            key = (expr.op, expr.dtype, expr.attrs)
-            if key not in self._memo:
-                self._memo[key] = len(self.exprs)
-                self.exprs.append(expr)
-            return self._memo[key]
-        self.exprs.append(expr)
-        return len(self.exprs) - 1
-
-    def freeze(self) -> Stage:
-        return Stage(self.shape, tuple(self.exprs), tuple(self.stores), tuple(self.reductions))
-
-
-@dataclass(eq=False)
-class KernelBuilder:
-    index: int
-    outer: tuple[int, ...] = ()
-    stages: list[StageBuilder] = field(default_factory=list)
-    slots: list[tuple[str, DType]] = field(default_factory=list)
-    computes: list[str] = field(default_factory=list)
-    matmul: MatmulKernel | None = None
-
-    def stage_index(self, stage: StageBuilder) -> int:
-        return self.stages.index(stage)
-
-    def freeze(self):
-        if self.matmul is not None:
-            return self.matmul
-        return LoopKernel(f"k{self.index}", self.outer, tuple(self.slots),
-                          tuple(s.freeze() for s in self.stages), tuple(self.computes))
 
 
 class Lowering:
@@ -381,116 +337,6 @@ class Lowering:
 
     # Kernels of their own ----------------------------------------------------------------------
 
-    def matmul(self, op: Op) -> None:
-        a, b = (self.materialize(self.resolve(o), op.type.dtype) for o in op.operands)
-        a, b = (v if isinstance(v, InBuffer) else self.copy(v, op.type.dtype) for v in (a, b))
-        out = self.temp_view(op.type.dtype, op.type.shape)
-        kernel = self.new_kernel()
-        self.producer[out.buffer] = kernel.index
-        for v in (a, b):
-            self.readers.setdefault(v.buffer, set()).add(kernel.index)
-        batch = op.type.shape[:-2]
-        m, k = a.shape[-2:]
-        n = b.shape[-1]
-        if not op.type.dtype.is_float:
-            self.integer_matmul(kernel, op, a, b, out)
-            return
-        worth_it = not batch and m * n >= EPILOGUE_MIN_ELEMENTS
-        region = self.epilogue_region(op) if worth_it else []
-        epilogue = self.epilogue_stage(op, region, kernel, out) if region else None
-        kernel.matmul = MatmulKernel(
-            f"k{kernel.index}", op.type.dtype, batch, m, n, k,
-            *(Operand2D(v.buffer, v.offset, v.strides[:-2], v.strides[-2], v.strides[-1])
-              for v in (a, b, out)),
-            (f"%{op.result.name} = matmul",) + tuple(f"%{o.result.name} = {o.name}"
-                                                     for o in region), epilogue)
-        self.homes[(region[-1] if region else op).result.name] = out
-
-    def available(self, value) -> Home | None:
-        """The home of an operand that is already readable by a new kernel, else None."""
-        if isinstance(value, Literal):
-            return InLiteral(value, ())
-        home = self.homes.get(value.name)
-        return home if isinstance(home, (InBuffer, InLiteral)) else None
-
-    def epilogue_region(self, matmul: Op) -> list[Op]:
-        """The elementwise ops after `matmul` that can run in its store: same shape, every
-        operand the product, another op of the region, or something already in memory; and
-        only the last op's value is used outside the region."""
-        later = self.fn.ops[self.fn.ops.index(matmul) + 1:]
-        inside, region = {matmul.result.name}, []
-        for op in later:
-            kind = opdef(op.name).kind
-            if op.name in LAYOUT_OPS and self.available(op.operands[0]) is not None:
-                (operand,) = op.operands
-                home = self.available(operand)
-                view = (InLiteral(home.literal, op.type.shape) if isinstance(home, InLiteral)
-                        else buffer_view(home, op.name, operand.type.shape, op.type.shape,
-                                         op.attrs))
-                if view is not None:  # a view needing a copy kernel is left for its turn
-                    self.homes[op.result.name] = view
-                continue
-            if kind != "elementwise" or op.type.shape != matmul.type.shape or not any(
-                    isinstance(o, Value) and o.name in inside for o in op.operands):
-                continue
-            if all(isinstance(o, Value) and o.name in inside or self.available(o) is not None
-                   for o in op.operands):
-                region.append(op)
-                inside.add(op.result.name)
-        while region:
-            names = {o.result.name for o in region}
-            internal = (inside - {region[-1].result.name})
-            if region[-1].type.dtype == matmul.type.dtype and all(
-                    self.uses.get(v, set()) <= names for v in internal):
-                break
-            inside.discard(region.pop().result.name)
-        self.handled.update(o.result.name for o in region)
-        return region
-
-    def epilogue_stage(self, matmul: Op, region: list[Op], kernel: KernelBuilder,
-                       out: InBuffer) -> Stage:
-        stage = StageBuilder(matmul.type.shape)
-        exprs = {matmul.result.name: stage.add(Expr("acc", (), matmul.type.dtype))}
-        for op in region:
-            args = []
-            for o in op.operands:
-                if isinstance(o, Value) and o.name in exprs:
-                    args.append(exprs[o.name])
-                    continue
-                home = self.available(o)
-                if isinstance(home, InLiteral):
-                    args.append(stage.add(Expr("literal", (), o.type.dtype,
-                                               (("value", home.literal.value),))))
-                else:
-                    self.readers.setdefault(home.buffer, set()).add(kernel.index)
-                    access = Access(home.buffer, home.offset, home.strides)
-                    args.append(stage.add(Expr("load", (), o.type.dtype, (("access", access),))))
-            attrs = tuple(sorted(op.attrs.items()))
-            exprs[op.result.name] = stage.add(Expr(op.name, tuple(args), op.type.dtype, attrs))
-        stage.stores.append(Store(exprs[region[-1].result.name],
-                                  Access(out.buffer, 0, out.strides)))
-        return stage.freeze()
-
-    def integer_matmul(self, kernel: KernelBuilder, op: Op, a: InBuffer, b: InBuffer,
-                       out: InBuffer) -> None:
-        """Integer matmul (the GEMM is floating-point only): a dot product per element, as a
-        row reduction over k with (batch..., i, j) as the outer loops."""
-        dtype = op.type.dtype
-        kernel.outer = op.type.shape
-        kernel.computes.append(f"%{op.result.name} = matmul")
-        dot = StageBuilder((a.shape[-1],))
-        row = dot.add(Expr("load", (), dtype, (("access", Access(
-            a.buffer, a.offset, a.strides[:-2] + (a.strides[-2], 0, a.strides[-1]))),)))
-        column = dot.add(Expr("load", (), dtype, (("access", Access(
-            b.buffer, b.offset, b.strides[:-2] + (0, b.strides[-1], b.strides[-2]))),)))
-        dot.reductions.append(Reduction("add", dot.add(Expr("mul", (row, column), dtype)), 0))
-        kernel.slots.append(("add", dtype))
-        store = StageBuilder(())
-        value = store.add(Expr("slot", (), dtype, (("slot", 0),)))
-        store.stores.append(Store(value, Access(out.buffer, 0, out.strides)))
-        kernel.stages += [dot, store]
-        self.homes[op.result.name] = out
-
     def placement(self, op: Op, pieces) -> None:
         """concatenate / slice_scatter: zero-fill if needed, then copy each piece into place."""
         out = self.temp_view(op.type.dtype, op.type.shape)
@@ -534,7 +380,7 @@ class Lowering:
         elif kind == "reduce":
             self.reduction(op)
         elif op.name == "matmul":
-            self.matmul(op)
+            lower_matmul(self, op)
         elif op.name == "concatenate":
             axis, at, pieces = op.attrs["axis"], 0, []
             for o in op.operands:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ir.loops import MatmulKernel, Program
 from ir.loops import to_text as loops_text
-from runtime import codegen, engine, gemm
+from runtime import codegen_matmul, engine, entry, gemm
 
 # An ndarray's data pointer follows the object header (PyArrayObject_fields); the header's
 # size is read from the running interpreter, not hard-coded.
@@ -77,7 +77,8 @@ def gemm_symbol(kernel: MatmulKernel, dtypes: dict) -> str:
         f"_e{abs(hash(key)):x}" if kernel.epilogue else "")
     with _gemm_lock:
         if name not in _gemm_modules:
-            epilogue = codegen.epilogue_emitter(kernel, dtypes) if kernel.epilogue else None
+            epilogue = (codegen_matmul.epilogue_emitter(kernel, dtypes) if kernel.epilogue
+                        else None)
             text = gemm.gemm_llvm_ir(_gemm_config(kernel), name, epilogue)
             module = engine.compile_llvm(text, pipeline="light")
             llvm.add_symbol(name, module.address(name))
@@ -105,7 +106,7 @@ class NativeExecutable:
         names = {k.name: gemm_symbol(k, dtypes)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
         _export_python_symbols()
-        text = codegen.emit_program(program, names, ARRAY_DATA_OFFSET)
+        text = entry.emit_program(program, names, ARRAY_DATA_OFFSET)
         self.module = engine.compile_llvm(text, pipeline="light")
         self._entry, self._entry_definition = builtin(self.module.address("entry"), program.name)
         self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy,
