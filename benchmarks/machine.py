@@ -42,6 +42,13 @@ def blas_info() -> list[dict]:
             if info.get("user_api") == "blas"]
 
 
+def pin_to_one_cpu() -> None:
+    """Run this process (and every thread any library starts) on one CPU: the one sure way to
+    hold every system to one core (XLA's CPU runtime, for one, ignores its thread flags)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def limit_blas_threads() -> bool:
     """One BLAS thread for the rest of this process; False without threadpoolctl."""
     try:

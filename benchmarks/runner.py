@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", default="", help="systems not to run (they crashed before)")
     args = parser.parse_args(argv)
     w = WORKLOADS[args.name]
+    if args.threads == "1":
+        machine.pin_to_one_cpu()
     if args.mode == "first-call":
         first_call(w, by_name(args.system))
         return

@@ -7,7 +7,6 @@ Each `prepare` returns `run`, whose every call computes the whole result and wai
 from __future__ import annotations
 
 import importlib.util
-import os
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -78,13 +77,6 @@ def _jax_cross_entropy(logits, labels):
 class Jax(System):
     name = "jax.jit"
     module = "jax"
-
-    def configure(self, one_thread):
-        # XLA's CPU backend runs Eigen on a thread pool; with one thread it must not.
-        if one_thread:
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                       " --xla_cpu_multi_thread_eigen=false"
-                                       " intra_op_parallelism_threads=1").strip()
 
     def prepare(self, w, inputs):
         import jax

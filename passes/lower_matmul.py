@@ -43,12 +43,14 @@ def lower_matmul(state: Lowering, op: Op) -> None:
                                                  for o in region), epilogue)
     state.homes[(region[-1] if region else op).result.name] = out
 
+
 def _available(state: Lowering, value) -> Home | None:
     """The home of an operand that is already readable by a new kernel, else None."""
     if isinstance(value, Literal):
         return InLiteral(value, ())
     home = state.homes.get(value.name)
     return home if isinstance(home, (InBuffer, InLiteral)) else None
+
 
 def _epilogue_region(state: Lowering, matmul: Op) -> list[Op]:
     """The elementwise ops after `matmul` that can run in its store: same shape, every
@@ -84,6 +86,7 @@ def _epilogue_region(state: Lowering, matmul: Op) -> list[Op]:
     state.handled.update(o.result.name for o in region)
     return region
 
+
 def _epilogue_stage(state: Lowering, matmul: Op, region: list[Op], kernel: KernelBuilder,
                     out: InBuffer) -> Stage:
     stage = StageBuilder(matmul.type.shape)
@@ -107,6 +110,7 @@ def _epilogue_stage(state: Lowering, matmul: Op, region: list[Op], kernel: Kerne
     stage.stores.append(Store(exprs[region[-1].result.name],
                               Access(out.buffer, 0, out.strides)))
     return stage.freeze()
+
 
 def _integer_matmul(state: Lowering, kernel: KernelBuilder, op: Op, a: InBuffer,
                     b: InBuffer, out: InBuffer) -> None:

@@ -22,6 +22,7 @@ PTR = ir.PointerType()
 VOID = ir.VoidType()
 UNROLL = 4            # vector copies (and accumulators) per iteration in reducing stages
 
+
 def identity(kind: str, dtype: DType, lanes: int = 1) -> ir.Constant:
     return constant(dtype, reduction_identity(kind, dtype), lanes)
 

@@ -12,8 +12,8 @@ from runtime.codegen import I32, I64, PTR, VOID, c64, counted_loop, memory_type,
 from runtime.elementwise import EMITTERS, Ctx, constant, lanes_of, llvm_type
 
 
-GEMM_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64, PTR,
-                                    PTR])
+GEMM_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64,
+                                   PTR, PTR])
 
 
 def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str) -> ir.Function:
@@ -103,8 +103,8 @@ def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: D
         value = b.load(b.gep(pointer, [index], source_etype=memory), typ=memory)
     elif col_stride == 1:
         vector = ir.VectorType(memory, lanes)
-        columns = b.add(splat(b, col, lanes), ir.Constant(ir.VectorType(I64, lanes),
-                                                            list(range(lanes))))
+        lane_numbers = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+        columns = b.add(splat(b, col, lanes), lane_numbers)
         mask = b.icmp_signed("<", columns, splat(b, n, lanes))
         address = b.gep(pointer, [b.add(base, col)], source_etype=memory)
         load = b.module.globals.get(f"llvm.masked.load.{_vector_suffix(vector)}.p0") or \

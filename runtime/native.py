@@ -47,6 +47,7 @@ def builtin(address: int, name: str) -> tuple[object, _MethodDef]:
     definition = _MethodDef(name.encode(), address, METH_FASTCALL, None)
     return _new_builtin(ctypes.byref(definition), None, None), definition
 
+
 _gemm_modules: dict[str, engine.NativeModule] = {}
 _gemm_lock = threading.Lock()
 
