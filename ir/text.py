@@ -62,24 +62,26 @@ def format_attr(value: Any) -> str:
     return format_scalar(value)
 
 
-def format_op(op: Op) -> str:
+def format_op(op: Op, locations: bool = True) -> str:
     text = f"{op.result} = {op.name}"
     if op.operands:
         text += " " + ", ".join(format_operand(o, op) for o in op.operands)
     if op.attrs:
         text += " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in sorted(op.attrs.items())) + "}"
     text += f" : {op.type}"
-    if op.loc is not None:
+    if op.loc is not None and locations:
         text = f"{text:<40}  {op.loc}"
     return text
 
 
-def to_text(fn: Function) -> str:
+def to_text(fn: Function, locations: bool = True) -> str:
+    """The function's text; without `locations`, what it computes and nothing else (a key
+    for caches: the same program traced from two lines is one program)."""
     params = ", ".join(f"{p}: {p.type}" for p in fn.params)
     types = [str(t) for t in fn.result_types]
     result = types[0] if len(types) == 1 else "(" + ", ".join(types) + ")"
     lines = [f"func @{fn.name}({params}) -> {result} {{"]
-    lines += ["  " + format_op(op) for op in fn.ops]
+    lines += ["  " + format_op(op, locations) for op in fn.ops]
     lines.append("  return" + (" " + ", ".join(map(str, fn.results)) if fn.results else ""))
     lines.append("}")
     return "\n".join(lines) + "\n"

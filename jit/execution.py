@@ -1,13 +1,16 @@
 """Running traced IR on concrete arrays: optimize, lower, compile once per program, execute.
 
 `executable_for` is the one cache of compiled programs, keyed by the traced program's text
-(which includes its constants), so a program compiles once per process however it is reached:
-a jitted call, a `grad` on concrete inputs, or an eager `backward()`.
+(constants included, source locations not), so a program compiles once per process however it is reached:
+a jitted call, a `grad` on concrete inputs, or an eager `backward()`. It keeps the most
+recently used `CACHE_ENTRIES` programs, so a long run of ever-new graphs (eager training with
+changing shapes) holds flat memory; a jitted function also holds its own signatures' programs.
 """
 from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -16,7 +19,8 @@ import passes
 import runtime
 from ir import Function, loops, to_text
 
-_cache: dict[str, object] = {}
+CACHE_ENTRIES = 256
+_cache: OrderedDict[str, object] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -34,13 +38,17 @@ def compile_traced(fn: Function):
 
 
 def executable_for(fn: Function):
-    key = to_text(fn)
+    key = to_text(fn, locations=False)
     with _lock:
         hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
     if hit is None:
         hit = compile_traced(fn)
         with _lock:
             hit = _cache.setdefault(key, hit)
+            while len(_cache) > CACHE_ENTRIES:
+                _cache.popitem(last=False)
     return hit
 
 
