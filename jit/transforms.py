@@ -56,13 +56,18 @@ def _scalar_output_check(traced: Traced, n_out: int, transform: str) -> None:
                         f"element, got {got}; use vjp for other outputs")
 
 
-def _grad_program(traced: Traced, wrt: list[int], n_out: int) -> Function:
-    """(*leaves, *captured) -> (*outputs, *grads of `wrt`), seeded with 1 for output 0."""
+def _grad_program(traced: Traced, wrt: list[int], with_outputs: bool) -> Function:
+    """(*leaves, *captured) -> ([*outputs,] *grads of `wrt`), seeded with 1 for output 0.
+
+    Without `with_outputs` (plain `grad`) the program computes only what the gradients need.
+    """
     with_ct = passes.vjp(traced.fn, wrt, seeded=[0])
     b = Builder(f"{traced.fn.name}_grad")
     params = [b.param(p.type, p.name) for p in traced.fn.params]
     out = traced.fn.results[0].type
     results = b.inline(with_ct, params + [b.full(out.shape, 1.0, out.dtype)])
+    if not with_outputs:
+        results = results[len(traced.fn.results):]
     return passes.dce(b.build(results))
 
 
@@ -80,9 +85,10 @@ def _value_and_grad(fn: Callable, args: tuple, argnums, has_aux: bool, transform
                 raise TypeError(f"{transform}: argument {n} has a leaf of type {p.type}; only "
                                 f"floating-point arguments can be differentiated")
     leaves = [x for a in args for x in flatten(a)[0]]
-    outs = call_traced(_grad_program(traced, wrt, n_out), leaves + list(traced.captured))
-    n_results = len(traced.fn.results)
-    value = outs[0]
+    with_outputs = has_aux or transform == "value_and_grad"
+    outs = call_traced(_grad_program(traced, wrt, with_outputs), leaves + list(traced.captured))
+    n_results = len(traced.fn.results) if with_outputs else 0
+    value = outs[0] if with_outputs else None
     aux = unflatten(aux_tree, outs[n_out:n_results]) if has_aux else None
     grads_flat = outs[n_results:]
     grads, at = [], 0
