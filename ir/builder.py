@@ -31,6 +31,15 @@ def default_literal_dtype(operands: Sequence[Operand], result_dtype: DType | Non
     return result_dtype
 
 
+def literal_dtype_at(op_name: str, index: int, operands: Sequence[Operand],
+                     result_dtype: DType | None) -> DType | None:
+    """`default_literal_dtype` for the operand at `index`, except where the op fixes it:
+    `where`'s condition is bool."""
+    if op_name == "where" and index == 0:
+        return bool_
+    return default_literal_dtype(operands, result_dtype)
+
+
 def normalize_attr(value: Any) -> Any:
     """Attributes are hashable plain data: tuples, ints, floats, bools, strings, DTypes."""
     if isinstance(value, np.ndarray):
@@ -61,10 +70,12 @@ class Builder:
         self.params.append(value)
         return value
 
-    def literal(self, value: bool | int | float, like: Sequence[Operand] = ()) -> Literal:
-        """A Python scalar as an operand beside `like`: of their Values' dtype, else of their
-        literals' (so `eq(<f64 literal>, 0)` compares two f64), else of its Python type."""
-        dtype = default_literal_dtype(like, None)
+    def literal(self, value: bool | int | float, like: Sequence[Operand] = (),
+                dtype: DType | None = None) -> Literal:
+        """A Python scalar as an operand beside `like`: of `dtype` if given, else of their
+        Values' dtype, else of their literals' (so `eq(<f64 literal>, 0)` compares two f64),
+        else of its Python type."""
+        dtype = dtype or default_literal_dtype(like, None)
         if dtype is None:
             literals = [o for o in like if isinstance(o, Literal)]
             dtype = next((o.dtype for o in literals if not o.dtype.is_bool),
@@ -76,8 +87,9 @@ class Builder:
     def emit(self, name: str, *operands: Any, loc: Location | None = None, **attrs: Any) -> Value:
         definition = opdef(name)
         values = [o for o in operands if isinstance(o, (Value, Literal))]
-        resolved = tuple(o if isinstance(o, (Value, Literal)) else self.literal(o, values)
-                         for o in operands)
+        resolved = tuple(o if isinstance(o, (Value, Literal)) else self.literal(
+            o, values, bool_ if name == "where" and i == 0 else None)
+            for i, o in enumerate(operands))
         clean = {k: normalize_attr(v) for k, v in attrs.items()}
         type_ = definition.type_rule(resolved, clean)
         result = Value(str(self._next_id), type_)

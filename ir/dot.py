@@ -14,7 +14,8 @@ def to_dot(fn: Function) -> str:
         lines.append(f'  "{p.name}" [label={json.dumps(f"%{p.name}: {p.type}")}, shape=ellipse];')
     for op in fn.ops:
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(op.attrs.items()))
-        literals = ", ".join(format_operand(o, op) for o in op.operands if not isinstance(o, Value))
+        literals = ", ".join(format_operand(o, op, i) for i, o in enumerate(op.operands)
+                             if not isinstance(o, Value))
         detail = " ".join(part for part in (literals, f"{{{attrs}}}" if attrs else "") if part)
         label = f"%{op.result.name} = {op.name} {detail}".rstrip() + f"\n{op.type}"
         lines.append(f'  "{op.result.name}" [label={json.dumps(label)}];')

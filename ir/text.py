@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ir.builder import default_literal_dtype
+from ir.builder import literal_dtype_at
 from ir.core import DTYPES, DenseConst, DType, Function, Literal, Location, Op, Operand
 from ir.core import TensorType, Value
 
@@ -39,14 +39,14 @@ def format_scalar(value: bool | int | float) -> str:
     return str(value)
 
 
-def format_literal(lit: Literal, op: Op | None) -> str:
-    default = default_literal_dtype(op.operands, op.type.dtype) if op else None
+def format_literal(lit: Literal, op: Op | None, index: int = -1) -> str:
+    default = literal_dtype_at(op.name, index, op.operands, op.type.dtype) if op else None
     text = format_scalar(lit.value)
     return text if lit.dtype == default else f"{text}:{lit.dtype.name}"
 
 
-def format_operand(o: Operand, op: Op | None = None) -> str:
-    return str(o) if isinstance(o, Value) else format_literal(o, op)
+def format_operand(o: Operand, op: Op | None = None, index: int = -1) -> str:
+    return str(o) if isinstance(o, Value) else format_literal(o, op, index)
 
 
 def format_attr(value: Any) -> str:
@@ -65,7 +65,7 @@ def format_attr(value: Any) -> str:
 def format_op(op: Op, locations: bool = True) -> str:
     text = f"{op.result} = {op.name}"
     if op.operands:
-        text += " " + ", ".join(format_operand(o, op) for o in op.operands)
+        text += " " + ", ".join(format_operand(o, op, i) for i, o in enumerate(op.operands))
     if op.attrs:
         text += " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in sorted(op.attrs.items())) + "}"
     text += f" : {op.type}"
@@ -272,9 +272,9 @@ class _Parser:
         attrs = self.parse_attrs() if self.peek()[1] == "{" else {}
         type_ = self.parse_after_colon()
         loc = self.parse_loc() if self.peek()[1] == "loc" else None
-        default = default_literal_dtype([o for o in operands if isinstance(o, Value)], type_.dtype)
-        resolved = tuple(self.literal(*o, default) if isinstance(o, tuple) else o
-                         for o in operands)
+        values = [o for o in operands if isinstance(o, Value)]
+        resolved = tuple(self.literal(*o, literal_dtype_at(name, i, values, type_.dtype))
+                         if isinstance(o, tuple) else o for i, o in enumerate(operands))
         return Op(name, resolved, attrs, self.define(result_token, type_), loc)
 
     def parse_operand(self):

@@ -237,3 +237,12 @@ def test_parse_does_not_type_check_but_verify_does():
     fn = ir.parse(HEAD + "  %0 = exp %x : f64[2]\n  return %x\n}\n")
     with pytest.raises(ir.VerifyError, match=re.escape("`%0 = exp %x : f64[2]`")):
         ir.verify(fn)
+
+
+def test_a_bare_literal_condition_of_where_is_bool():
+    fn = ir.parse("func @f(%x: f32[2], %y: f32[2]) -> f32[2] {\n"
+                  "  %0 = where true, %x, %y : f32[2]\n"
+                  "  return %0\n}\n")
+    assert fn.ops[0].operands[0] == ir.Literal(True, ir.bool_)
+    assert ir.verify(fn) is fn
+    assert "where true, %x, %y" in ir.to_text(fn)
