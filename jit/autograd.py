@@ -32,6 +32,10 @@ class Node:
     fn: Function | None = None    # "call": the traced function, recorded as one step
     index: int = 0                # "call": which of its results
     call: object = field(default=None)  # "call": shared by the results of one call
+    versions: tuple = field(init=False)  # the inputs' in-place versions when recorded
+
+    def __post_init__(self) -> None:
+        self.versions = tuple(getattr(i, "_version", None) for i in self.inputs)
 
 
 _state = threading.local()
@@ -73,6 +77,15 @@ def _topological(root: "Tensor") -> list["Tensor"]:
     return order
 
 
+def _check_versions(node: Node) -> None:
+    for tensor, recorded in zip(node.inputs, node.versions):
+        if recorded is not None and tensor._version != recorded:
+            raise RuntimeError(
+                f"backward(): a {tensor.type} tensor this result depends on was modified in "
+                f"place after it was used (version {tensor._version}, recorded {recorded}); "
+                f"recompute the forward pass after updating it")
+
+
 def graph_to_ir(root: "Tensor") -> tuple[Function, list["Tensor"], list["Tensor"]]:
     """The recorded steps from the leaves to `root` as an IR function.
 
@@ -90,6 +103,7 @@ def graph_to_ir(root: "Tensor") -> tuple[Function, list["Tensor"], list["Tensor"
         node = t._node
         if node is None:
             continue
+        _check_versions(node)
         operands = [i if isinstance(i, Literal) else env[id(i)] for i in node.inputs]
         if node.op == "call":
             if id(node.call) not in calls:

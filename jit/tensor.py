@@ -29,6 +29,7 @@ class Tensor:
     _node: autograd.Node | None = None
     grad: "Tensor | None" = None
     requires_grad = False
+    _version = 0   # in-place updates so far; backward() refuses graphs that saw an older one
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
         if isinstance(data, Tensor):
@@ -166,6 +167,35 @@ class Tensor:
 
     def backward(self, gradient: Any = None) -> None:
         autograd.backward(self, gradient)
+
+    # In-place updates (`p -= lr * p.grad` under `no_grad`, as in PyTorch) --------------------
+
+    def _update(self, op, other: Any, name: str) -> "Tensor":
+        if self._value is not None:  # traced: a functional update, as in JAX
+            return op(self, other)
+        if self._node is not None or self.requires_grad and autograd.grad_enabled():
+            raise RuntimeError(f"in-place {name} on a tensor that requires grad: update leaves "
+                               f"inside `with jit.no_grad():`, as in PyTorch")
+        with autograd.no_grad():
+            result = op(self, other)
+        if result.shape != self.shape:
+            raise ValueError(f"in-place {name}: the result has shape {result.shape}, the "
+                             f"tensor {self.shape}")
+        if not np.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"in-place {name}: cannot store a {result.dtype} result in a "
+                            f"{self.dtype} tensor")
+        np.copyto(self._data, result._data, casting="same_kind")
+        self._version += 1
+        return self
+
+    def __iadd__(self, other): return self._update(ops.add, other, "+=")
+    def __isub__(self, other): return self._update(ops.sub, other, "-=")
+    def __imul__(self, other): return self._update(ops.mul, other, "*=")
+    def __itruediv__(self, other): return self._update(ops.div, other, "/=")
+
+    def zero_(self) -> "Tensor":
+        """Fill with zeros in place (`p.grad.zero_()`)."""
+        return self._update(lambda x, _: ops.mul(x, 0), 0, "zero_")
 
     # Operators ---------------------------------------------------------------------------------
 
