@@ -193,6 +193,20 @@ class Tensor:
     def __imul__(self, other): return self._update(ops.mul, other, "*=")
     def __itruediv__(self, other): return self._update(ops.div, other, "/=")
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """`x[i] = v` on eager tensors, with numpy's semantics (the same rules as `+=`)."""
+        if self._value is not None:
+            raise TypeError("item assignment on a traced tensor: build the new value instead "
+                            "(jit.where, jit.concatenate), as under JAX")
+        if self._node is not None or self.requires_grad and autograd.grad_enabled():
+            raise RuntimeError("item assignment on a tensor that requires grad: update leaves "
+                               "inside `with jit.no_grad():`, as in PyTorch")
+        source = value.numpy() if isinstance(value, Tensor) else value
+        if isinstance(index, Tensor):
+            index = index.numpy()
+        self._data[index] = source
+        self._version += 1
+
     def zero_(self) -> "Tensor":
         """Fill with zeros in place (`p.grad.zero_()`)."""
         return self._update(lambda x, _: ops.mul(x, 0), 0, "zero_")

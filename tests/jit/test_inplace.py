@@ -54,3 +54,27 @@ def test_in_place_on_a_traced_value_is_a_functional_update():
         return x
 
     assert jit.jit(f)(np.ones(2)).numpy().tolist() == [4.0, 4.0]
+
+
+def test_item_assignment_follows_numpy_on_eager_tensors():
+    x = Tensor(np.zeros((2, 3)))
+    x[0] = 1.0
+    x[1, ::2] = Tensor([5.0, 6.0])
+    assert x.numpy().tolist() == [[1.0, 1.0, 1.0], [5.0, 0.0, 6.0]]
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    with pytest.raises(RuntimeError, match="item assignment on a tensor that requires grad"):
+        w[0] = 3.0
+    with jit.no_grad():
+        w[0] = 3.0
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
+
+
+def test_item_assignment_on_a_traced_value_is_an_error():
+    def f(x):
+        x[0] = 1.0
+        return x
+
+    with pytest.raises(TypeError, match="item assignment on a traced tensor"):
+        jit.jit(f)(np.zeros(3))
