@@ -150,6 +150,15 @@ class Tensor:
         extra = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({body}, dtype={self._data.dtype}{extra})"
 
+    def __format__(self, spec: str) -> str:
+        """f"{loss:.4f}" formats a one-element tensor's value, as PyTorch and numpy do."""
+        if not spec:
+            return repr(self)
+        if self.size != 1:
+            raise TypeError(f"format spec {spec!r} needs a one-element tensor, got shape "
+                            f"{self.shape}")
+        return format(self._one(f"formatting with {spec!r}"), spec)
+
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")

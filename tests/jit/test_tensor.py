@@ -358,3 +358,16 @@ def test_builtin_sum():
 def test_tensors_hash_by_identity():
     a, b = Tensor([1.0]), Tensor([1.0])
     assert len({a, b}) == 2 and {a: 1}[a] == 1
+
+
+def test_format_spec_formats_a_one_element_tensor_like_a_number():
+    assert f"{Tensor(1.23456):.3f}" == "1.235"
+    assert f"{Tensor([[2.5]]):.1f}" == "2.5"
+    assert f"{Tensor([1.0, 2.0])}" == repr(Tensor([1.0, 2.0]))
+
+
+def test_format_spec_needs_one_concrete_element():
+    with pytest.raises(TypeError, match="needs a one-element tensor"):
+        f"{Tensor([1.0, 2.0]):.2f}"
+    with pytest.raises(jit.TracerError, match="formatting with '.2f'"):
+        jit.jit(lambda x: f"{x:.2f}")(1.0)
