@@ -196,7 +196,9 @@ class JittedFunction:
                 leaves += flatten(a)[0]
         return leaves
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:  # keywords (and then defaults) become positions, their values traced as in JAX
+            args = self._positional(args, kwargs)
         key = _fast_key(args) if not self._static else None
         entry = self._fast.get(key) if key is not None else None
         if entry is not None:  # every argument a plain array: no pytrees, tracing or autograd
@@ -211,6 +213,17 @@ class JittedFunction:
         if key is not None and not entry.traced.captured:
             self._fast[key] = entry
         return result
+
+    def _positional(self, args: tuple, kwargs: dict) -> tuple:
+        try:
+            bound = inspect.signature(self._fn).bind(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{getattr(self._fn, '__name__', 'function')}: {err}") from None
+        bound.apply_defaults()
+        if bound.kwargs:
+            raise TypeError(f"{getattr(self._fn, '__name__', 'function')}: keyword-only and "
+                            f"**kwargs parameters cannot be jitted: {sorted(bound.kwargs)}")
+        return bound.args
 
     def _run(self, entry: _Entry, args: Sequence[Any]) -> Any:
         traced = entry.traced

@@ -299,3 +299,15 @@ def test_static_argnums_beyond_the_arguments_is_an_error():
     g = jit.jit(lambda x: x, static_argnums=1)
     with pytest.raises(ValueError, match="static_argnums names argument 1"):
         g(np.ones(2))
+
+
+def test_keyword_arguments_bind_to_their_positions():
+    def scale(x, factor, offset=0.0):
+        return x * factor + offset
+
+    f = jit.jit(scale, static_argnums=2)
+    x = np.ones(3, np.float32)
+    assert f(x, factor=2.0).tolist() == [2.0, 2.0, 2.0]
+    assert f(x, 2.0, offset=1.0).tolist() == [3.0, 3.0, 3.0]
+    with pytest.raises(TypeError, match="scale: got an unexpected keyword argument 'bad'"):
+        f(x, factor=2.0, bad=1)
