@@ -74,21 +74,21 @@ def horizontal(b: ir.IRBuilder, kind: str, dtype: DType, vector: ir.Value) -> ir
     if lanes_of(vector) == 1:
         return vector
     if kind == "add" and dtype.is_float:
-        start = constant(dtype, -0.0)
-        return _reduce_call(b, "vector.reduce.fadd", [start, vector], vector, fastmath=("reassoc",))
+        return intrinsic(b, "vector.reduce.fadd", [constant(dtype, -0.0), vector],
+                         ret=vector.type.element, overload=vector.type, fastmath=("reassoc",))
     name = {("add", False): "add", ("max", True): "fmaximum", ("min", True): "fminimum",
             ("max", False): "smax", ("min", False): "smin"}[(kind, dtype.is_float)]
-    return _reduce_call(b, f"vector.reduce.{name}", [vector], vector)
+    return intrinsic(b, f"vector.reduce.{name}", [vector], ret=vector.type.element,
+                     overload=vector.type)
 
 
-def _reduce_call(b, name, args, vector, fastmath=()):
-    full = f"llvm.{name}.v{vector.type.count}" + {"float": "f32", "double": "f64"}.get(
-        str(vector.type.element), str(vector.type.element))
-    fn = b.module.globals.get(full)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(vector.type.element, [a.type for a in args]),
-                         full)
-    return b.call(fn, list(args), fastmath=fastmath)
+def emit_op(b: ir.IRBuilder, stage: Stage, e: Expr, values: list) -> ir.Value:
+    """An elementwise op of a stage's body, on the values of its arguments."""
+    in_dtypes = [stage.exprs[a].dtype for a in e.args]
+    literals = {k: stage.exprs[a].attr("value") for k, a in enumerate(e.args)
+                if stage.exprs[a].op == "literal"}
+    return EMITTERS[e.op](Ctx(b, in_dtypes, e.dtype, dict(e.attrs), literals),
+                          [values[a] for a in e.args])
 
 
 class StageEmitter:
@@ -203,11 +203,7 @@ class StageEmitter:
             if lanes > 1 and dim == len(index) - 1:
                 i = b.add(i, ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
             return EMITTERS["cast"](Ctx(b, [i64], e.dtype, {}, {}), [i])
-        args = [values[a] for a in e.args]
-        in_dtypes = [self.stage.exprs[a].dtype for a in e.args]
-        literals = {k: self.stage.exprs[a].attr("value") for k, a in enumerate(e.args)
-                    if self.stage.exprs[a].op == "literal"}
-        return EMITTERS[e.op](Ctx(b, in_dtypes, e.dtype, dict(e.attrs), literals), args)
+        return emit_op(b, self.stage, e, values)
 
     def body(self, index: list[ir.Value], lanes: int, copy: int | None) -> None:
         b, stage = self.b, self.stage

@@ -8,8 +8,9 @@ from llvmlite import ir
 
 from ir import DType
 from ir.loops import Access, MatmulKernel
-from runtime.codegen import I32, I64, PTR, VOID, c64, counted_loop, memory_type, splat
-from runtime.elementwise import EMITTERS, Ctx, constant, lanes_of, llvm_type
+from runtime.codegen import (I32, I64, PTR, VOID, c64, counted_loop, emit_op, memory_type,
+                             splat)
+from runtime.elementwise import constant, lanes_of, llvm_type, type_suffix
 
 
 GEMM_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64,
@@ -83,11 +84,7 @@ def epilogue_emitter(kernel: MatmulKernel, dtypes: dict[str, DType]):
                 values.append(_edge_safe_load(b, access, pointers[access.buffer],
                                               dtypes[access.buffer], row, col, n, lanes))
             else:
-                in_dtypes = [stage.exprs[a].dtype for a in e.args]
-                literals = {k: stage.exprs[a].attr("value") for k, a in enumerate(e.args)
-                            if stage.exprs[a].op == "literal"}
-                values.append(EMITTERS[e.op](Ctx(b, in_dtypes, e.dtype, dict(e.attrs), literals),
-                                             [values[a] for a in e.args]))
+                values.append(emit_op(b, stage, e, values))
         return values[stage.stores[0].expr]
 
     return emit
@@ -107,9 +104,9 @@ def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: D
         columns = b.add(splat(b, col, lanes), lane_numbers)
         mask = b.icmp_signed("<", columns, splat(b, n, lanes))
         address = b.gep(pointer, [b.add(base, col)], source_etype=memory)
-        load = b.module.globals.get(f"llvm.masked.load.{_vector_suffix(vector)}.p0") or \
-            ir.Function(b.module, ir.FunctionType(vector, [PTR, I32, mask.type, vector]),
-                        f"llvm.masked.load.{_vector_suffix(vector)}.p0")
+        name = f"llvm.masked.load.{type_suffix(vector)}.p0"
+        load = b.module.globals.get(name) or ir.Function(
+            b.module, ir.FunctionType(vector, [PTR, I32, mask.type, vector]), name)
         value = b.call(load, [address, ir.Constant(I32, dtype.itemsize), mask,
                               ir.Constant(vector, None)])
     else:
@@ -125,8 +122,3 @@ def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: D
     if lanes > 1 and not isinstance(value.type, ir.VectorType):
         value = splat(b, value, lanes)
     return value
-
-
-def _vector_suffix(vector: ir.VectorType) -> str:
-    element = {"float": "f32", "double": "f64"}.get(str(vector.element), str(vector.element))
-    return f"v{vector.count}{element}"

@@ -48,7 +48,7 @@ def type_suffix(ty: ir.Type) -> str:
 
 
 def intrinsic(b: ir.IRBuilder, name: str, args: Sequence[ir.Value], ret: ir.Type | None = None,
-              overload: ir.Type | None = None) -> ir.Value:
+              overload: ir.Type | None = None, fastmath: tuple[str, ...] = ()) -> ir.Value:
     """Call `llvm.<name>.<suffixes>`, declaring it in the module on first use.
 
     The name is overloaded on the first argument's type; an intrinsic that also names its
@@ -62,7 +62,7 @@ def intrinsic(b: ir.IRBuilder, name: str, args: Sequence[ir.Value], ret: ir.Type
     fn = b.module.globals.get(full)
     if fn is None:
         fn = ir.Function(b.module, ir.FunctionType(ret or arg_type, [a.type for a in args]), full)
-    return b.call(fn, list(args))
+    return b.call(fn, list(args), fastmath=fastmath)
 
 
 class Ctx:

@@ -32,14 +32,9 @@ def host() -> HostTarget:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     features = llvm.get_host_cpu_features().flatten()
-    target = HostTarget(llvm.get_process_triple(), llvm.get_host_cpu_name(), features, 16)
-    if target.has("avx512f"):
-        width = 64
-    elif target.has("avx2") and target.has("fma"):
-        width = 32
-    else:
-        width = 16
-    return HostTarget(target.triple, target.cpu, features, width)
+    enabled = set(features.split(","))
+    width = 64 if "+avx512f" in enabled else 32 if {"+avx2", "+fma"} <= enabled else 16
+    return HostTarget(llvm.get_process_triple(), llvm.get_host_cpu_name(), features, width)
 
 
 def target_machine(opt: int = 3) -> llvm.TargetMachine:
