@@ -157,6 +157,12 @@ def _fast_key(args: Sequence[Any]) -> tuple | None:
     return tuple(key)
 
 
+def _wrap_outputs(tree: Any, outs: Sequence[np.ndarray]) -> Any:
+    if tree is LEAF:
+        return Tensor._wrap(outs[0])
+    return unflatten(tree, [Tensor._wrap(o) for o in outs])
+
+
 @dataclass
 class _Entry:
     traced: Traced
@@ -179,6 +185,7 @@ class JittedFunction:
             else tuple(static_argnums)
         self._cache: dict[tuple, _Entry] = {}
         self._fast: dict[tuple, _Entry] = {}   # plain-array calls: (shape, dtype) per argument
+        self._hot: tuple | None = None  # (entry, output tree) of the plain-array call made last
 
     def _entry(self, args: Sequence[Any]) -> _Entry:
         static = static_positions(self._static, len(args))
@@ -197,17 +204,19 @@ class JittedFunction:
         return leaves
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        hot = self._hot
+        if hot is not None and not kwargs:  # the native entry itself checks the signature
+            outs = hot[0](*args)
+            if outs is not NotImplemented:
+                return Tensor._wrap(outs[0]) if hot[1] is LEAF else _wrap_outputs(hot[1], outs)
         if kwargs:  # keywords (and then defaults) become positions, their values traced as in JAX
             args = self._positional(args, kwargs)
         key = _fast_key(args) if not self._static else None
         entry = self._fast.get(key) if key is not None else None
         if entry is not None:  # every argument a plain array: no pytrees, tracing or autograd
-            outs = entry.executable.run_exact([a if type(a) is np.ndarray else a._data
-                                               for a in args])
-            tree = entry.traced.out_tree
-            if tree is LEAF:
-                return Tensor._wrap(outs[0])
-            return unflatten(tree, [Tensor._wrap(o) for o in outs])
+            self._hot = (entry.executable.entry, entry.traced.out_tree)
+            outs = entry.executable([a if type(a) is np.ndarray else a._data for a in args])
+            return _wrap_outputs(entry.traced.out_tree, outs)
         entry = self._entry(args)
         result = self._run(entry, args)
         if key is not None and not entry.traced.captured:

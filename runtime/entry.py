@@ -1,56 +1,191 @@
-"""One LLVM module per program: its kernels and the entry that runs them in order.
+"""One LLVM module per program: its kernels and the Python entry that runs them.
 
-The entry is a Python builtin taking the numpy arrays themselves (PERF-NOTES 4: ~0.1 us a
-call, where ctypes costs 0.4-2 us and `.ctypes.data` 2.4 us per array).
+The entry is a METH_FASTCALL builtin called with the program's input arrays and nothing else:
+everything about a call that is known at compile time is decided then, so a call costs about
+a tenth of a microsecond of dispatch (PERF-NOTES 4; ROADMAP: microsecond dispatch). It
+1. checks that each argument is an ndarray with the parameter's dtype (the very descr object),
+   shape, C-contiguous and aligned; otherwise it returns NotImplemented and the caller converts
+   the arguments and calls again;
+2. allocates the outputs with numpy's PyArray_Empty;
+3. releases the GIL, takes the program's scratch (a spin lock: the arena and GEMM workspace are
+   shared by all calls of one executable), runs the kernels in order, and returns the outputs
+   as a tuple.
+Addresses that differ between processes reach the code as symbols (runtime/pyabi.py) or
+through `self`, the tuple `entry_self` describes, never as constants in the code.
 """
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 
 from ir.loops import MatmulKernel, Program
-from runtime.codegen import I8, I64, PTR, VOID, c64, emit_loop_kernel
+from runtime import pyabi
+from runtime.codegen import I8, I32, I64, PTR, VOID, c64, emit_loop_kernel
 from runtime.codegen_matmul import emit_matmul_kernel
 from runtime.engine import host
 
-
-def entry_items(program: Program) -> list[str]:
-    """The order of the arrays in the tuple the entry receives."""
-    consts = [name for name, _ in program.constants]
-    return list(program.inputs) + list(program.outputs) + consts + ["arena", "gemm_scratch"]
+ENTRY = "entry"
 
 
-def emit_program(program: Program, gemm_names: dict[str, str], array_data_offset: int) -> str:
-    """The LLVM module for a program; `gemm_names` names the GEMM each matmul kernel calls.
+def entry_self(program: Program, scratch: list[np.ndarray]) -> tuple:
+    """The entry's `self`: the input and output dtypes (descr objects), then the constants'
+    arrays and the `scratch` arrays (arena, GEMM workspace), whose data the kernels use."""
+    dtypes = [np.dtype(program.buffer(n).dtype.numpy) for n in program.inputs + program.outputs]
+    return (*dtypes, *(np.ascontiguousarray(a) for _, a in program.constants), *scratch)
 
-    Its `entry` is a METH_FASTCALL builtin, `PyObject *entry(self, PyObject *const *args,
-    Py_ssize_t nargs)`: the arrays come in `entry_items` order and the entry reads their data
-    pointers itself. It releases the GIL while the kernels run and returns None.
-    """
+
+class _EntryBuilder:
+    """The entry function's blocks: argument checks, output allocation, the locked run."""
+
+    def __init__(self, module: ir.Module, program: Program):
+        self.module = module
+        self.program = program
+        self.fn = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR, I64]), ENTRY)
+        self.self_tuple, self.args, self.nargs = self.fn.args
+        self.b = ir.IRBuilder(self.fn.append_basic_block("check_count"))
+        self.not_implemented = self.fn.append_basic_block("not_implemented")
+        b = ir.IRBuilder(self.not_implemented)
+        result = self.extern_global("_Py_NotImplementedStruct")
+        b.call(self.extern("Py_IncRef", VOID, [PTR]), [result])
+        b.ret(result)
+
+    def extern(self, name: str, ret: ir.Type, params: list[ir.Type]) -> ir.Function:
+        existing = self.module.globals.get(name)
+        return existing or ir.Function(self.module, ir.FunctionType(ret, params), name)
+
+    def extern_global(self, name: str) -> ir.GlobalVariable:
+        return self.module.globals.get(name) or ir.GlobalVariable(self.module, I8, name)
+
+    def field(self, obj: ir.Value, offset: int, ty: ir.Type) -> ir.Value:
+        return self.b.load(self.b.gep(obj, [c64(offset)], source_etype=I8), typ=ty)
+
+    def self_item(self, index: int) -> ir.Value:
+        return self.field(self.self_tuple, pyabi.TUPLE_ITEMS + 8 * index, PTR)
+
+    def require(self, condition: ir.Value, name: str) -> None:
+        """Go on in a new block when `condition` holds, else return NotImplemented."""
+        block = self.fn.append_basic_block(name)
+        self.b.cbranch(condition, block, self.not_implemented)
+        self.b.position_at_end(block)
+
+    def check_inputs(self) -> list[ir.Value]:
+        """The inputs' data pointers, after checking every argument."""
+        b, program = self.b, self.program
+        self.require(b.icmp_unsigned("==", self.nargs, c64(len(program.inputs))), "check_types")
+        array_type = self.extern_global("PyArray_Type")
+        layout = ir.Constant(I32, pyabi.C_CONTIGUOUS | pyabi.ALIGNED)
+        data = []
+        for position, name in enumerate(program.inputs):
+            shape = program.buffer(name).shape
+            obj = b.load(b.gep(self.args, [c64(position)], source_etype=PTR), typ=PTR)
+            obj_type = self.field(obj, pyabi.HEADER - 8, PTR)
+            self.require(b.icmp_unsigned("==", obj_type, array_type), f"check_{name}")
+            ok = b.and_(b.icmp_unsigned("==", self.field(obj, pyabi.ARRAY_DESCR, PTR),
+                                        self.self_item(position)),
+                        b.icmp_signed("==", self.field(obj, pyabi.ARRAY_NDIM, I32),
+                                      ir.Constant(I32, len(shape))))
+            flags = self.field(obj, pyabi.ARRAY_FLAGS, I32)
+            ok = b.and_(ok, b.icmp_unsigned("==", b.and_(flags, layout), layout))
+            dims = self.field(obj, pyabi.ARRAY_DIMS, PTR)
+            for axis, size in enumerate(shape):
+                dim = b.load(b.gep(dims, [c64(axis)], source_etype=I64), typ=I64)
+                ok = b.and_(ok, b.icmp_signed("==", dim, c64(size)))
+            self.require(ok, f"checked_{name}")
+            data.append(self.field(obj, pyabi.ARRAY_DATA, PTR))
+        return data
+
+    def allocate_outputs(self) -> tuple[ir.Value, list[ir.Value]]:
+        """A new tuple of fresh output arrays and their data pointers; NULL (MemoryError set)
+        when numpy cannot allocate."""
+        b, program = self.b, self.program
+        tuple_new = self.extern("PyTuple_New", PTR, [I64])
+        set_item = self.extern("PyTuple_SetItem", I32, [PTR, I64, PTR])
+        empty = self.extern("PyArray_Empty", PTR, [I32, PTR, PTR, I32])
+        incref = self.extern("Py_IncRef", VOID, [PTR])
+        decref = self.extern("Py_DecRef", VOID, [PTR])
+        outputs = b.call(tuple_new, [c64(len(program.outputs))])
+        self._unless_null(outputs, "allocate", [])
+        data = []
+        for position, name in enumerate(program.outputs):
+            shape = program.buffer(name).shape
+            dims = ir.GlobalVariable(self.module, ir.ArrayType(I64, len(shape)), f"shape_{name}")
+            dims.global_constant, dims.linkage = True, "private"
+            dims.initializer = ir.Constant(ir.ArrayType(I64, len(shape)), list(shape))
+            descr = self.self_item(len(program.inputs) + position)
+            b.call(incref, [descr])  # PyArray_Empty steals it
+            array = b.call(empty, [ir.Constant(I32, len(shape)), dims, descr, ir.Constant(I32, 0)])
+            self._unless_null(array, f"allocated_{name}", [(decref, outputs)])
+            b.call(set_item, [outputs, c64(position), array])
+            data.append(self.field(array, pyabi.ARRAY_DATA, PTR))
+        return outputs, data
+
+    def _unless_null(self, value: ir.Value, name: str, cleanup: list) -> None:
+        failed = self.fn.append_basic_block(f"{name}_failed")
+        block = self.fn.append_basic_block(name)
+        self.b.cbranch(self.b.icmp_unsigned("==", value, ir.Constant(PTR, None)), failed, block)
+        with self.b.goto_block(failed):
+            for fn, arg in cleanup:
+                self.b.call(fn, [arg])
+            self.b.ret(ir.Constant(PTR, None))
+        self.b.position_at_end(block)
+
+    def run_locked(self, run) -> None:
+        """`run()` emits the kernel calls; around them the GIL is released and, when the
+        program has scratch, a spin lock held (waiting threads yield the CPU, not the GIL)."""
+        b = self.b
+        save = self.extern("PyEval_SaveThread", PTR, [])
+        restore = self.extern("PyEval_RestoreThread", VOID, [PTR])
+        thread_state = b.call(save, [])
+        if self.program.scratch_bytes or any(isinstance(k, MatmulKernel)
+                                             for k in self.program.kernels):
+            busy = ir.GlobalVariable(self.module, I32, "scratch_busy")
+            busy.linkage, busy.initializer = "internal", ir.Constant(I32, 0)
+            acquire = self.fn.append_basic_block("acquire")
+            wait = self.fn.append_basic_block("wait")
+            locked = self.fn.append_basic_block("locked")
+            b.branch(acquire)
+            b.position_at_end(acquire)
+            swapped = b.cmpxchg(busy, ir.Constant(I32, 0), ir.Constant(I32, 1),
+                                "acquire", "monotonic")
+            b.cbranch(b.extract_value(swapped, 1), locked, wait)
+            b.position_at_end(wait)
+            b.call(self.extern("sched_yield", I32, []), [])
+            b.branch(acquire)
+            b.position_at_end(locked)
+            run()
+            b.store_atomic(ir.Constant(I32, 0), busy, "release", 4)
+        else:
+            run()
+        b.call(restore, [thread_state])
+
+
+def emit_program(program: Program, gemm_names: dict[str, str]) -> str:
+    """The LLVM module for a program: its kernels and the `entry` builtin (module docstring);
+    `gemm_names` names the GEMM each matmul kernel calls."""
     module = ir.Module(program.name)
     module.triple = host().triple
-    entry = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR, I64]), "entry")
-    save = ir.Function(module, ir.FunctionType(PTR, []), "PyEval_SaveThread")
-    restore = ir.Function(module, ir.FunctionType(VOID, [PTR]), "PyEval_RestoreThread")
-    incref = ir.Function(module, ir.FunctionType(VOID, [PTR]), "Py_IncRef")
-    none = ir.GlobalVariable(module, I8, "_Py_NoneStruct")
-    b = ir.IRBuilder(entry.append_basic_block("entry"))
-    data: dict[str, ir.Value] = {}
-    for position, name in enumerate(entry_items(program)):
-        item = b.load(b.gep(entry.args[1], [c64(position)], source_etype=PTR), typ=PTR)
-        data[name] = b.load(b.gep(item, [c64(array_data_offset)], source_etype=I8), typ=PTR)
+    entry = _EntryBuilder(module, program)
+    data = dict(zip(program.inputs, entry.check_inputs()))
+    outputs, output_data = entry.allocate_outputs()
+    data.update(zip(program.outputs, output_data))
+    fixed = [name for name, _ in program.constants] + ["arena", "gemm_scratch"]
+    first_fixed = len(program.inputs) + len(program.outputs)
+    for index, name in enumerate(fixed):
+        data[name] = entry.field(entry.self_item(first_fixed + index), pyabi.ARRAY_DATA, PTR)
     for buffer in program.buffers:
         if buffer.kind == "temp":
-            data[buffer.name] = b.gep(data["arena"], [c64(buffer.offset)], source_etype=I8)
-    thread_state = b.call(save, [])
-    for kernel in program.kernels:
-        if isinstance(kernel, MatmulKernel):
-            fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.name])
-            args = [data[n] for n in kernel.buffers] + [data["gemm_scratch"]]
-        else:
-            fn = emit_loop_kernel(module, kernel, program)
-            args = [data[n] for n in kernel.buffers]
-        b.call(fn, args)
-    b.call(restore, [thread_state])
-    b.call(incref, [none])
-    b.ret(none)
+            data[buffer.name] = entry.b.gep(data["arena"], [c64(buffer.offset)], source_etype=I8)
+
+    def run() -> None:
+        for kernel in program.kernels:
+            if isinstance(kernel, MatmulKernel):
+                fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.name])
+                args = [data[n] for n in kernel.buffers] + [data["gemm_scratch"]]
+            else:
+                fn = emit_loop_kernel(module, kernel, program)
+                args = [data[n] for n in kernel.buffers]
+            entry.b.call(fn, args)
+
+    entry.run_locked(run)
+    entry.b.ret(outputs)
     return str(module)

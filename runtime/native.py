@@ -1,8 +1,8 @@
 """Native executables: a loop program compiled through LLVM, called on numpy arrays.
 
-The entry receives one tuple: the inputs, fresh output arrays, the program's constants, its
-scratch arena and the GEMM workspace. Outputs are allocated per call and handed to the caller
-as they are; inputs are used in place when they are C-contiguous and of the right dtype.
+The entry (runtime/entry.py) takes the input arrays and returns fresh outputs, handed to the
+caller as they are; inputs are used in place when they are C-contiguous and of the right
+dtype, else converted once here. Each executable owns its scratch arena and GEMM workspace.
 """
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ import numpy as np
 
 from ir.loops import MatmulKernel, Program
 from ir.loops import to_text as loops_text
-from runtime import codegen_matmul, engine, entry, gemm
+from runtime import codegen_matmul, engine, entry, gemm, pyabi
 
-# An ndarray's data pointer follows the object header (PyArrayObject_fields); the header's
-# size is read from the running interpreter, not hard-coded.
-ARRAY_DATA_OFFSET = object.__basicsize__
 ALIGN = 64
 METH_FASTCALL = 0x0080
 
@@ -35,17 +32,11 @@ _new_builtin.restype = ctypes.py_object
 _new_builtin.argtypes = [ctypes.POINTER(_MethodDef), ctypes.py_object, ctypes.py_object]
 
 
-def _export_python_symbols() -> None:
-    """Let generated code call the few CPython functions the entry needs."""
-    for name in ("PyEval_SaveThread", "PyEval_RestoreThread", "Py_IncRef"):
-        llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
-    llvm.add_symbol("_Py_NoneStruct", id(None))
-
-
-def builtin(address: int, name: str) -> tuple[object, _MethodDef]:
-    """A METH_FASTCALL builtin around native code; keep the returned definition alive."""
+def builtin(address: int, name: str, self: object = None) -> tuple[object, _MethodDef]:
+    """A METH_FASTCALL builtin around native code, passed `self`; keep the returned definition
+    alive."""
     definition = _MethodDef(name.encode(), address, METH_FASTCALL, None)
-    return _new_builtin(ctypes.byref(definition), None, None), definition
+    return _new_builtin(ctypes.byref(definition), self, None), definition
 
 
 _gemm_modules: dict[str, engine.NativeModule] = {}
@@ -100,58 +91,48 @@ def _gemm_scratch_bytes(program: Program) -> int:
 
 
 class NativeExecutable:
+    """A compiled program. `entry(*arrays)` is the fast call (runtime/entry.py): the outputs
+    as a tuple, or NotImplemented when an argument is not an ndarray of exactly the
+    parameter's dtype and shape, C-contiguous; calling the executable converts such arguments."""
+
     def __init__(self, program: Program):
         start = time.perf_counter()
         self.program = program
         dtypes = {b.name: b.dtype for b in program.buffers}
         names = {k.name: gemm_symbol(k, dtypes)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
-        _export_python_symbols()
-        text = entry.emit_program(program, names, ARRAY_DATA_OFFSET)
-        self.module = engine.compile_llvm(text, pipeline="light")
-        self._entry, self._entry_definition = builtin(self.module.address("entry"), program.name)
-        self._inputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy,
-                         np.empty(program.buffer(n).shape, program.buffer(n).dtype.numpy).strides)
-                        for n in program.inputs]
-        self._strides = [strides for _, _, strides in self._inputs]
-        self._outputs = [(program.buffer(n).shape, program.buffer(n).dtype.numpy)
-                         for n in program.outputs]
+        pyabi.export_symbols()
+        self.module = engine.compile_llvm(entry.emit_program(program, names), pipeline="light")
         gemm_bytes = _gemm_scratch_bytes(program)
-        self._fixed = [np.ascontiguousarray(a) for _, a in program.constants]
-        self._fixed += [aligned_empty(max(program.scratch_bytes, ALIGN)),
-                        aligned_empty(max(gemm_bytes, ALIGN))]
-        self._lock = threading.Lock() if program.scratch_bytes or gemm_bytes else None
+        scratch = [aligned_empty(max(program.scratch_bytes, ALIGN)),
+                   aligned_empty(max(gemm_bytes, ALIGN))]
+        self.entry, self._entry_definition = builtin(
+            self.module.address(entry.ENTRY), program.name, entry.entry_self(program, scratch))
+        self._inputs = [(program.buffer(n).shape, np.dtype(program.buffer(n).dtype.numpy))
+                        for n in program.inputs]
         self.stats = {"compile_seconds": time.perf_counter() - start,
                       "kernels": len(program.kernels),
                       "scratch_bytes": program.scratch_bytes + gemm_bytes,
                       "backend": "native"}
 
-    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on any array-likes: each is converted (once) to the parameter's C-contiguous
-        dtype when it is not that already."""
-        items = []
-        for array, (shape, dtype, strides) in zip(arrays, self._inputs):
-            if type(array) is not np.ndarray or array.shape != shape or array.strides != strides \
-                    or array.dtype != dtype:
-                array = np.ascontiguousarray(array, dtype=dtype)
-                if array.shape != shape:
-                    raise ValueError(f"expected an input of shape {shape}, got {array.shape}")
-            items.append(array)
-        return self.run_exact(items)
+    def __call__(self, arrays: Sequence) -> list[np.ndarray]:
+        """Run on any array-likes of the parameters' shapes; each is converted (once) to the
+        parameter's dtype and a C-contiguous layout when it is not that already."""
+        outputs = self.entry(*arrays)
+        if outputs is NotImplemented:
+            outputs = self.entry(*self._conform(arrays))
+        return list(outputs)
 
-    def run_exact(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on ndarrays of exactly the parameters' shapes and dtypes (the caller's
-        promise); only their layout is checked."""
-        for array, strides in zip(arrays, self._strides):
-            if array.strides != strides:
-                return self(arrays)
-        outputs = [np.empty(shape, dtype) for shape, dtype in self._outputs]
-        if self._lock is None:
-            self._entry(*arrays, *outputs, *self._fixed)
-        else:
-            with self._lock:  # the scratch is shared by all calls of this executable
-                self._entry(*arrays, *outputs, *self._fixed)
-        return outputs
+    def _conform(self, arrays: Sequence) -> list[np.ndarray]:
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
+        conformed = []
+        for array, (shape, dtype) in zip(arrays, self._inputs):
+            array = np.require(np.asarray(array, dtype=dtype), dtype, "CA")
+            if array.shape != shape:
+                raise ValueError(f"expected an input of shape {shape}, got {array.shape}")
+            conformed.append(array if array.dtype is dtype else array.view(dtype))
+        return conformed
 
     def stage_text(self, stage: str) -> str:
         if stage == "loops":
