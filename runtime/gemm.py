@@ -13,7 +13,8 @@ C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
 -> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
 first KC block stores and later ones accumulate (the epilogue runs on the last); edge columns
-go through a stack tile, the last M % MR rows through exact-height kernels. A with unit
+go through a stack tile, computed by a kernel only as many vectors wide as they need (N=10:
+one vector, not NR / W), the last M % MR rows through exact-height kernels. A with unit
 column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
 in L2); small problems (M*N*K <= direct_max, K <= KC, B rows contiguous) pack nothing.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B

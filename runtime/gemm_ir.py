@@ -52,6 +52,9 @@ class GemmEmitter:
             module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
         suffix = f"v{self.w}f{self.es * 8}"
         self.fma = ir.Function(module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.{suffix}")
+        mask = ir.VectorType(ir.IntType(1), self.w)
+        self.masked_load = ir.Function(module, ir.FunctionType(
+            self.vt, [PTR, I32, mask, self.vt]), f"llvm.masked.load.{suffix}.p0")
         self.macro = self._function(module, f"{name}.block", MACRO_ARGS, "internal")
         self.fn = self._function(module, name, ARG_NAMES, None)
 
@@ -142,24 +145,23 @@ class GemmEmitter:
 
     # ---- microkernel -----------------------------------------------------------------
     def emit_kernel(self, a: ir.Value, a_rs: ir.Value, a_ks: ir.Value, bp: ir.Value,
-                    b_ks: ir.Value, kc: ir.Value, b_align: int,
-                    mr: int | None = None) -> list[list[ir.Value]]:
-        """mr (default MR) x NR accumulators of sum_k A[i, k] * B[k, j].
+                    b_ks: ir.Value, kc: ir.Value, b_align: int, mr: int,
+                    nv: int) -> list[list[ir.Value]]:
+        """mr x (nv vectors) accumulators of sum_k A[i, k] * B[k, j].
 
         A row i is at a + i*a_rs and steps by a_ks per k; B steps by b_ks per k.
         """
         cfg, b = self.cfg, self.b
-        mr = mr or cfg.mr
         rows = [b.mul(c64(i), a_rs) for i in range(mr)]
 
         def step(state: list[ir.Value]) -> list[ir.Value]:
             pa, pb, *acc = state
             bv = [b.load(self.gep(pb, v * self.w), typ=self.vt, align=b_align)
-                  for v in range(self.nv)]
+                  for v in range(nv)]
             for i in range(mr):
                 s = self.splat(b.load(self.gep(pa, rows[i]), typ=self.t, align=self.es))
-                for v in range(self.nv):
-                    acc[i * self.nv + v] = b.call(self.fma, [s, bv[v], acc[i * self.nv + v]])
+                for v in range(nv):
+                    acc[i * nv + v] = b.call(self.fma, [s, bv[v], acc[i * nv + v]])
             return [self.gep(pa, a_ks), self.gep(pb, b_ks), *acc]
 
         def unrolled(state: list[ir.Value]) -> list[ir.Value]:
@@ -168,13 +170,13 @@ class GemmEmitter:
             return state
 
         zero = ir.Constant(self.vt, None)
-        state = [a, bp] + [zero] * (mr * self.nv)
+        state = [a, bp] + [zero] * (mr * nv)
         main_stop = b.sub(kc, c64(cfg.k_unroll - 1))
         k, state = self.carried(c64(0), main_stop, cfg.k_unroll, state, unrolled)
         if cfg.k_unroll > 1:
             _, state = self.carried(k, kc, 1, state, step)
         acc = state[2:]
-        return [acc[i * self.nv:(i + 1) * self.nv] for i in range(mr)]
+        return [acc[i * nv:(i + 1) * nv] for i in range(mr)]
 
     def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value, mr: int | None = None) -> None:
         """Prefetch the C tile for writing: +5-9% at large n (PERF-NOTES 1)."""
@@ -288,21 +290,30 @@ class GemmEmitter:
             valid = self.imin(c64(nr), b.sub(nc, p))
             src = self.gep(bsrc, b.mul(p, csb))
             d = self.gep(dst, b.mul(p, kc))
-            fast = b.and_(b.icmp_signed("==", valid, c64(nr)), b.icmp_signed("==", csb, c64(1)))
-            with b.if_else(fast) as (vec, scalar):
+            with b.if_else(b.icmp_signed("==", csb, c64(1))) as (vec, scalar):
                 with vec:
-                    self._emit_vector_panel(src, rsb, kc, d)
+                    self.emit_vector_panel(src, rsb, valid, kc, d)
                 with scalar:
                     self.emit_panel_copy(src, csb, rsb, valid, nr, kc, d)
 
-    def _emit_vector_panel(self, src: ir.Value, rsb: ir.Value, kc: ir.Value,
-                           dst: ir.Value) -> None:
+    def emit_vector_panel(self, src: ir.Value, rsb: ir.Value, valid: ir.Value, kc: ir.Value,
+                          dst: ir.Value) -> None:
+        """dst[k*NR + j] = B[k, j] for j < valid, else 0: masked vector loads, so an edge
+        panel costs NR / W instructions a row instead of NR scalar copies."""
         b = self.b
+        lanes = ir.Constant(ir.VectorType(I32, self.w), list(range(self.w)))  # i32: no wider
+        limit = b.insert_element(ir.Constant(lanes.type, ir.Undefined), b.trunc(valid, I32),
+                                 ir.Constant(I32, 0))
+        limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, self.w), None))
+        masks = [b.icmp_signed("<", b.add(lanes, ir.Constant(lanes.type, [v * self.w] * self.w)),
+                               limit) for v in range(self.nv)]
+        zero = ir.Constant(self.vt, None)
         with self.loop(c64(0), kc, 1) as k:
             s_row = self.gep(src, b.mul(k, rsb))
             d_row = self.gep(dst, b.mul(k, c64(self.cfg.nr)))
-            for v in range(self.nv):
-                x = b.load(self.gep(s_row, v * self.w), typ=self.vt, align=self.es)
+            for v, mask in enumerate(masks):
+                x = b.call(self.masked_load, [self.gep(s_row, v * self.w),
+                                              ir.Constant(I32, self.es), mask, zero])
                 b.store(x, self.gep(d_row, v * self.w), align=min(64, self.cfg.vector_bytes))
 
     # ---- loop nests ------------------------------------------------------------------
@@ -364,7 +375,7 @@ class GemmEmitter:
         a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _, _ = self.fn.args
         nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
         with b.if_then(b.icmp_signed("<", nfull, n)):
-            self.emit_panel_copy(self.gep(bm, nfull), c64(1), rsb, b.sub(n, nfull), cfg.nr, k, bp)
+            self.emit_vector_panel(self.gep(bm, nfull), rsb, b.sub(n, nfull), k, bp)
         self._call_block(a, rsa, rsa, csa, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1, 1)
 
     def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
@@ -423,20 +434,48 @@ class GemmEmitter:
 
     def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,
                        a_src: tuple[ir.Value, ...], b_panel: BPanel, mr: int) -> None:
-        """One micro-panel of A (in L1) against every packed B micro-panel of the block."""
+        """One micro-panel of A (in L1) against every packed B micro-panel of the block.
+
+        With full-height tiles, the last nc % NR columns get a kernel only as many vectors
+        wide as they need: a 10-column C (a classifier head) costs one vector per row, not
+        NR / W (4x less work with 6x64 tiles; 128x256 @ 256x10: 20 -> 6 us).
+        """
         cfg, b = self.cfg, self.b
-        c, rsc = blk.c, blk.rsc
         base, step, a_rs, a_ks = a_src
-        a_panel = self.gep(base, b.mul(ir_, step))
+        a_panel = (self.gep(base, b.mul(ir_, step)), a_rs, a_ks)
         row = b.add(ic, ir_)
-        with self.loop(c64(0), blk.nc, cfg.nr) as jr:
-            col = b.add(blk.jc, jr)
-            c_tile = self.gep(c, b.add(b.mul(row, rsc), col))
-            self.emit_prefetch_c(c_tile, rsc, mr)
-            b_ptr, b_ks, b_align = b_panel(jr)
-            acc = self.emit_kernel(a_panel, a_rs, a_ks, b_ptr, b_ks, blk.kc, b_align, mr)
-            self.emit_write_tile(acc, c_tile, rsc, row, col, mr_eff,
-                                 self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first, blk.last)
+        if mr < cfg.mr or self.nv == 1:
+            with self.loop(c64(0), blk.nc, cfg.nr) as jr:
+                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+            return
+        rest = b.srem(blk.nc, c64(cfg.nr))
+        narrow = b.icmp_signed("<=", rest, c64(cfg.nr - self.w))  # an edge fewer vectors wide
+        wide = b.select(narrow, b.sub(blk.nc, rest), blk.nc)
+        with self.loop(c64(0), wide, cfg.nr) as jr:
+            self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+        done = b.append_basic_block("cols_done")
+        vectors = b.select(narrow, b.sdiv(b.add(rest, c64(self.w - 1)), c64(self.w)), c64(0))
+        switch = b.switch(vectors, done)
+        for nv in range(1, self.nv):
+            case = b.append_basic_block(f"cols{nv}")
+            switch.add_case(c64(nv), case)
+            b.position_at_end(case)
+            self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel, mr, nv)
+            b.branch(done)
+        b.position_at_end(done)
+
+    def _emit_tile(self, blk: _Block, row: ir.Value, jr: ir.Value, mr_eff: ir.Value,
+                   a_panel: tuple[ir.Value, ir.Value, ir.Value], b_panel: BPanel, mr: int,
+                   nv: int) -> None:
+        """The mr x (nv vectors) tile at block column jr: accumulate over kc, then store."""
+        b, cfg = self.b, self.cfg
+        col = b.add(blk.jc, jr)
+        c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), col))
+        self.emit_prefetch_c(c_tile, blk.rsc, mr)
+        b_ptr, b_ks, b_align = b_panel(jr)
+        acc = self.emit_kernel(*a_panel, b_ptr, b_ks, blk.kc, b_align, mr, nv)
+        self.emit_write_tile(acc, c_tile, blk.rsc, row, col, mr_eff,
+                             self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first, blk.last)
 
 
 @dataclass

@@ -83,6 +83,19 @@ def test_edge_sizes(kernels, dtype, variant):
             reference_check(kernels[dtype, variant](a, b), a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ("host", "tiny", "direct"))
+def test_every_edge_width(kernels, dtype, variant):
+    """Each column remainder (the narrow edge kernels of one to NR/W - 1 vectors, and the
+    full-width edge), with full-height and short row tiles, C read back over K blocks."""
+    rng = np.random.default_rng(5)
+    nr = kernels[dtype, variant].config.nr
+    for n in list(range(1, nr + 2)) + [2 * nr + 5]:
+        for m in (6, 13):
+            a, b = operand(rng, (m, 19), dtype, "C"), operand(rng, (19, n), dtype, "C")
+            reference_check(kernels[dtype, variant](a, b), a, b)
+
+
 def test_matmul_runner_and_empty_k():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.testing.assert_allclose(gemm.matmul(a, a.T), a @ a.T)
