@@ -185,7 +185,9 @@ class JittedFunction:
             else tuple(static_argnums)
         self._cache: dict[tuple, _Entry] = {}
         self._fast: dict[tuple, _Entry] = {}   # plain-array calls: (shape, dtype) per argument
-        self._hot: tuple | None = None  # (entry, output tree) of the plain-array call made last
+        # The last call whose leaves were plain arrays: (native entry, argument structure or
+        # None when the arguments are the leaves, output structure).
+        self._hot: tuple | None = None
 
     def _entry(self, args: Sequence[Any]) -> _Entry:
         static = static_positions(self._static, len(args))
@@ -205,22 +207,33 @@ class JittedFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         hot = self._hot
-        if hot is not None and not kwargs:  # the native entry itself checks the signature
-            outs = hot[0](*args)
+        if hot is not None and not kwargs:  # the native entry itself checks the leaves
+            run, in_tree, out_tree = hot
+            if in_tree is None:
+                outs = run(*args)
+            else:
+                leaves, tree = flatten(args)
+                outs = run(*leaves) if tree == in_tree else NotImplemented
             if outs is not NotImplemented:
-                return Tensor._wrap(outs[0]) if hot[1] is LEAF else _wrap_outputs(hot[1], outs)
+                return Tensor._wrap(outs[0]) if out_tree is LEAF else _wrap_outputs(out_tree, outs)
         if kwargs:  # keywords (and then defaults) become positions, their values traced as in JAX
             args = self._positional(args, kwargs)
         key = _fast_key(args) if not self._static else None
         entry = self._fast.get(key) if key is not None else None
         if entry is not None:  # every argument a plain array: no pytrees, tracing or autograd
-            self._hot = (entry.executable.entry, entry.traced.out_tree)
+            self._hot = (entry.executable.entry, None, entry.traced.out_tree)
             outs = entry.executable([a if type(a) is np.ndarray else a._data for a in args])
             return _wrap_outputs(entry.traced.out_tree, outs)
         entry = self._entry(args)
         result = self._run(entry, args)
-        if key is not None and not entry.traced.captured:
+        if self._static or entry.traced.captured:
+            return result
+        if key is not None:
             self._fast[key] = entry
+        else:  # a pytree of plain arrays: the hot path compares its structure, then the leaves
+            leaves, tree = flatten(args)
+            if all(type(a) is np.ndarray for a in leaves):
+                self._hot = (entry.executable.entry, tree, entry.traced.out_tree)
         return result
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:

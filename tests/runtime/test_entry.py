@@ -171,3 +171,16 @@ def test_interpreted_executable_has_the_same_entry_contract(scale):
     assert interp.entry(np.ones(3)) is NotImplemented
     out, = interp.entry(np.full(2, 3.0))
     np.testing.assert_array_equal(out, [9.0, 9.0])
+
+
+def test_jit_pytree_calls_check_their_structure_before_the_fast_entry():
+    f = jit(lambda p: p[0] * 2 if isinstance(p, tuple) else p[1] * 3)
+    g = jit(lambda d: d["a"] - d[next(k for k in d if k != "a")])
+    a, b = np.ones(3, np.float32), np.full(3, 5, np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(f((a, b)).numpy(), 2 * a)
+        np.testing.assert_array_equal(f([a, b]).numpy(), 3 * b)
+        np.testing.assert_array_equal(g({"a": a, "b": b}).numpy(), a - b)
+        np.testing.assert_array_equal(g({"a": a, "c": b}).numpy(), a - b)
+        np.testing.assert_array_equal(g({"a": b, "c": a}).numpy(), b - a)
+        np.testing.assert_array_equal(f((Tensor(a), b)).numpy(), 2 * a)
