@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from runtime import engine, gemm
-from runtime.gemm_ir import ARG_NAMES
+from runtime.gemm_ir import ARG_NAMES, POINTER_ARGS
 
 DEFAULT = [("float32", n) for n in (64, 128, 256, 512, 1024, 2048)] + \
     [("float64", 256), ("float64", 1024)]
@@ -28,8 +28,7 @@ DEFAULT = [("float32", n) for n in (64, 128, 256, 512, 1024, 2048)] + \
 
 def repeat_driver() -> ctypes.CFUNCTYPE:
     """Native `rep(fn, args..., reps)`: calls fn reps times, so timing excludes ctypes."""
-    params = ", ".join(f"{'ptr' if n in ('A', 'B', 'C', 'scratch') else 'i64'} %{n}"
-                       for n in ARG_NAMES)
+    params = ", ".join(f"{'ptr' if n in POINTER_ARGS else 'i64'} %{n}" for n in ARG_NAMES)
     text = f"""
 define void @rep(ptr %f, {params}, i64 %reps) {{
 entry:
@@ -65,7 +64,7 @@ def probe(dtype: str, n: int, kern: gemm.GemmKernel, rep, rounds: int) -> dict[s
                                atol=1e-3 * n)
     scratch = kern.scratch(gemm.scratch_bytes(kern.config, n, n, n))
     args = (a.ctypes.data, n, 1, b.ctypes.data, n, 1, c.ctypes.data, n, n, n, n,
-            scratch.ctypes.data)
+            scratch.ctypes.data, None)
     fptr = ctypes.cast(kern.fn, ctypes.c_void_p).value
     reps = max(1, int(0.02 * 100e9 / (2 * n ** 3)))
 
