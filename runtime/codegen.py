@@ -1,8 +1,12 @@
 """Loop kernels in LLVM IR, and the small helpers every emitter shares.
 
 Each stage's innermost loop is explicitly vectorized (`<W x T>`, W from the host's widest
-vector register and the stage's widest element), unrolled with one accumulator per copy when
-it reduces, and followed by a scalar tail that runs the same body on scalars.
+vector register and the stage's widest element) and unrolled UNROLL times: with one
+accumulator per copy when it reduces, else as one `<UNROLL*W x T>` body. LLVM splits that
+wide body into UNROLL registers op by op, so the copies' long dependency chains (exp, a
+division) interleave; whole copies one after the other fill the out-of-order scheduler with
+operations waiting on the same chain (sigmoid(a*b+c)*2: 5.8 -> 7.0 Gelem/s on Zen5, where
+copies did nothing). A `<W x T>` loop and a scalar tail, both running the same body, finish.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from runtime.engine import host
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
 VOID = ir.VoidType()
-UNROLL = 4            # vector copies (and accumulators) per iteration in reducing stages
+UNROLL = 4            # vector registers per main-loop iteration (accumulators when reducing)
 
 
 def identity(kind: str, dtype: DType, lanes: int = 1) -> ir.Constant:
@@ -132,14 +136,16 @@ class StageEmitter:
                 self.nest(index + [i], extents[1:])
             return
         n, lanes = extents[0], self.lanes
-        unroll = UNROLL if self.stage.reductions else 1
-        block = lanes * unroll
+        block = lanes * UNROLL
         main_end = n - n % block if lanes > 1 else 0
         vector_end = n - n % lanes if lanes > 1 else 0
         if main_end:
             with counted_loop(self.b, 0, main_end, block) as j:
-                for u in range(unroll):
-                    self.body(index + [self.b.add(j, c64(u * lanes))], lanes, u)
+                if self.stage.reductions:
+                    for u in range(UNROLL):
+                        self.body(index + [self.b.add(j, c64(u * lanes))], lanes, u)
+                else:
+                    self.body(index + [j], block, 0)
         if vector_end > main_end:
             with counted_loop(self.b, main_end, vector_end, lanes) as j:
                 self.body(index + [j], lanes, 0)

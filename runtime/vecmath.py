@@ -3,8 +3,9 @@
 Why not `llvm.exp.*` / libm: LLVM scalarises vector exp into one libm call per lane
 (about 0.4 Gelem/s, PERF-NOTES section 2). These emitters produce straight-line code made of
 FMAs, selects, bitcasts and integer shifts, so it works for a scalar or a vector of any width
-and can sit inside a vectorised loop body. On AVX-512 hosts, 128/256/512-bit vectors scale by
-2**n with one vscalef instead of eight generic instructions; results are bit-identical.
+and can sit inside a vectorised loop body. On AVX-512 hosts, vectors of 128 or 256 bits or a
+multiple of 512 scale by 2**n with one vscalef (per register) instead of eight generic
+instructions; results are bit-identical.
 
 Each function takes a `float`/`double` scalar or a `<N x float>`/`<N x double>` vector and
 returns a value of the same type. Coefficients are minimax (Remez) fits made offline.
@@ -135,21 +136,55 @@ class _Emit:
         return self.b.select(self.lt(x, lo), self.c(lo), x)
 
 
+def _per_512_bits(e: _Emit, op, *vectors: ir.Value) -> ir.Value:
+    """op(emit, *chunks) on each 512-bit chunk of vectors wider than that, joined again (the
+    code generator's wide loop bodies; LLVM splits them into registers anyway, and the
+    shuffles vanish with that split)."""
+    b, k = e.b, 512 // e.bits
+    if e.lanes * e.bits <= 512:
+        return op(e, *vectors)
+    chunk = _Emit(b, ir.VectorType(e.ty.element, k))
+    parts = []
+    for start in range(0, e.lanes, k):
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), k), list(range(start, start + k)))
+        parts.append(op(chunk, *(b.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), lanes)
+                                 for v in vectors)))
+    while len(parts) > 1:
+        width = 2 * parts[0].type.count
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width)))
+        parts = [b.shuffle_vector(x, y, lanes) for x, y in zip(parts[::2], parts[1::2])]
+    return parts[0]
+
+
+def _avx512_sizes(e: _Emit) -> bool:
+    """Whether this host has AVX-512 instructions for e's type: 128/256/512-bit vectors (with
+    AVX512VL below 512), or multiples of 512 bits split by _per_512_bits."""
+    h = engine.host()
+    size = e.lanes * e.bits
+    if size < 512:
+        return size in (128, 256) and h.has("avx512f") and h.has("avx512vl")
+    return size % 512 == 0 and h.has("avx512f")
+
+
+def _avx512(c: _Emit, op: str, args: list[ir.Value]) -> ir.Value:
+    """llvm.x86.avx512.mask.<op> on all lanes of a 128/256/512-bit vector (current rounding)."""
+    size = c.lanes * c.bits
+    mask = ir.Constant(ir.IntType(max(8, c.lanes)), -1)
+    rounding = [ir.Constant(ir.IntType(32), 4)] if size == 512 else []
+    name = f"llvm.x86.avx512.mask.{op}.{'ps' if c.bits == 32 else 'pd'}.{size}"
+    args = args + [args[0], mask] + rounding  # masked-off lanes (none) would keep args[0]
+    fn = c.b.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(c.b.module, ir.FunctionType(c.ty, [a.type for a in args]), name)
+    return c.b.call(fn, args)
+
+
 def _scalef(e: _Emit, p: ir.Value, n: ir.Value) -> ir.Value | None:
     """p * 2**n by AVX-512 vscalef, one instruction with IEEE overflow and subnormal rounding
     instead of eight (exp 7.1 -> 9.8 Gelem/s). None where the host or the width lacks it."""
-    h = engine.host()
-    size = e.lanes * e.bits
-    if size not in (128, 256, 512) or not h.has("avx512f") or (size < 512 and not h.has("avx512vl")):
+    if not _avx512_sizes(e):
         return None
-    mask = ir.IntType(max(8, e.lanes))
-    extra = [ir.Constant(ir.IntType(32), 4)] if size == 512 else []  # 4: current rounding mode
-    name = f"llvm.x86.avx512.mask.scalef.{'ps' if e.bits == 32 else 'pd'}.{size}"
-    fn = e.b.module.globals.get(name)
-    if fn is None:
-        fnty = ir.FunctionType(e.ty, [e.ty] * 3 + [mask] + [c.type for c in extra])
-        fn = ir.Function(e.b.module, fnty, name)
-    return e.b.call(fn, [p, n, p, ir.Constant(mask, -1)] + extra)
+    return _per_512_bits(e, lambda c, p, n: _avx512(c, "scalef", [p, n]), p, n)
 
 
 def _exp(e: _Emit, x: ir.Value) -> ir.Value:
