@@ -45,6 +45,31 @@ def _in_f64(fn: Callable) -> Callable:
     return reference
 
 
+def _power(x, y):
+    """C99 pow, which the native code calls. numpy's loops turn an exponent of 0.5 into a
+    square root, which differs from pow at -inf (NaN, not +inf) and -0 (-0, not +0)."""
+    result = np.power(x, y)
+    if result.dtype.kind != "f":
+        return result
+    x, y = np.broadcast_arrays(x, y)
+    sqrt_differs = (y == 0.5) & ((x == -np.inf) | (x == 0))
+    return np.where(sqrt_differs, np.where(x == 0, 0.0, np.inf).astype(result.dtype), result)
+
+
+def _cast(x, dtype):
+    """numpy's astype, except float -> integer, which saturates and sends NaN to 0 (as the
+    native code's fptosi.sat, XLA and Rust do; C leaves it undefined, numpy on x86 gives the
+    most negative integer)."""
+    x, target = np.asarray(x), dtype_of(dtype).numpy
+    if x.dtype.kind != "f" or target.kind not in "iu":
+        return x.astype(target)
+    info = np.iinfo(target)
+    wide = np.nan_to_num(x.astype(np.float64), nan=0.0)
+    high, low = wide >= float(info.max) + 1, wide < info.min  # both bounds exact in float64
+    in_range = np.where(high | low, 0, wide).astype(target)
+    return np.where(high, info.max, np.where(low, info.min, in_range)).astype(target)
+
+
 def _logistic(x):
     with np.errstate(over="ignore"):
         e = np.exp(-np.abs(x))
@@ -171,7 +196,7 @@ _define("add", 2, np.add, _add_vjp)
 _define("sub", 2, np.subtract, _sub_vjp, accepts="numeric")
 _define("mul", 2, np.multiply, _mul_vjp)
 _define("div", 2, np.divide, _div_vjp, accepts="float")
-_define("pow", 2, np.power, _pow_vjp, accepts="numeric")
+_define("pow", 2, _power, _pow_vjp, accepts="numeric")
 _define("maximum", 2, np.maximum, _extremum_vjp("gt"))
 _define("minimum", 2, np.minimum, _extremum_vjp("lt"))
 for _name, _ref in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
@@ -200,5 +225,5 @@ def _cast_vjp(b, ops, out, ct, attrs):
 
 
 register(OpDef("cast", "elementwise", _cast_rule,
-               lambda x, dtype: np.asarray(x).astype(dtype_of(dtype).numpy), _cast_vjp, 1,
+               _cast, _cast_vjp, 1,
                ("dtype",)))
