@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, removed_env: str = "") -> None:
     info["foreign_cpus"] = machine.foreign_cpus(start, machine.snapshot())
     info["loadavg_at_end"] = machine.loadavg()
     print()
-    print(report.table(rows))
+    print(report.table(rows, info["machine"]["fma_peak_gflops"]))
     for line in report.notes(rows):
         print(line)
     print(report.footer(info))

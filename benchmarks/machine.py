@@ -80,9 +80,74 @@ def loadavg() -> list[float]:
         return [float(x) for x in f.read().split()[:3]]
 
 
+_PEAK_CHAINS = 16        # independent FMA chains: more than latency x pipes on any x86 core
+_PEAK_ITERATIONS = 1 << 20
+
+
+def _fma_loop(dtype: str):
+    """A native loop of `_PEAK_CHAINS` independent vector FMAs per iteration, at the widest
+    vector the code generator uses: nothing but FMAs, so its rate is the core's peak."""
+    import ctypes
+
+    from runtime import engine
+    host = engine.host()
+    bits = 32 if dtype == "float32" else 64
+    ty = "float" if bits == 32 else "double"
+    lanes = host.vector_bytes * 8 // bits
+    vec, fma = f"<{lanes} x {ty}>", f"@llvm.fma.v{lanes}f{bits}"
+    chains = "\n".join([f"  %a{i} = phi {vec} [zeroinitializer, %entry], [%b{i}, %loop]"
+                         for i in range(_PEAK_CHAINS)]
+                        + [f"  %b{i} = call {vec} {fma}({vec} %a{i}, {vec} %x, {vec} %x)"
+                           for i in range(_PEAK_CHAINS)])
+    total = "\n".join(f"  %s{i + 1} = fadd {vec} %s{i}, %b{i}" for i in range(_PEAK_CHAINS))
+    text = f"""
+declare {vec} {fma}({vec}, {vec}, {vec})
+define {ty} @peak(i64 %n, {ty} %v) #0 {{
+entry:
+  %x0 = insertelement {vec} undef, {ty} %v, i32 0
+  %x = shufflevector {vec} %x0, {vec} undef, <{lanes} x i32> zeroinitializer
+  br label %loop
+loop:
+  %i = phi i64 [0, %entry], [%j, %loop]
+{chains}
+  %j = add i64 %i, 1
+  %more = icmp slt i64 %j, %n
+  br i1 %more, label %loop, label %done
+done:
+  %s0 = fadd {vec} zeroinitializer, zeroinitializer
+{total}
+  %r = extractelement {vec} %s{_PEAK_CHAINS}, i32 0
+  ret {ty} %r
+}}
+attributes #0 = {{ {engine.function_attributes()} "min-legal-vector-width"="{lanes * bits}" }}
+"""
+    module = engine.compile_llvm(text, pipeline="none")
+    ctype = ctypes.c_float if bits == 32 else ctypes.c_double
+    fn = ctypes.CFUNCTYPE(ctype, ctypes.c_int64, ctype)(module.address("peak"))
+    return fn, module, lanes
+
+
+def fma_peak_gflops() -> dict[str, float]:
+    """The measured FMA peak of one core, per float dtype (best of 7 runs of ~10 ms): the
+    ceiling the matmul rows' GFLOP/s are a fraction of."""
+    peaks = {}
+    for dtype in ("float32", "float64"):
+        fn, _module, lanes = _fma_loop(dtype)
+        fn(1000, 1e-3)
+        best = min(_seconds(lambda: fn(_PEAK_ITERATIONS, 1e-3)) for _ in range(7))
+        peaks[dtype] = _PEAK_ITERATIONS * _PEAK_CHAINS * lanes * 2 / best / 1e9
+    return peaks
+
+
+def _seconds(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 def machine_info() -> dict:
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "llvm_host": llvm_host(),
-            "blas": blas_info(), "versions": versions(),
+            "fma_peak_gflops": fma_peak_gflops(), "blas": blas_info(), "versions": versions(),
             "loadavg_at_start": loadavg()}
 
 

@@ -39,14 +39,15 @@ def _cell(row: dict, system: str) -> str:
     return text if system == "numpy" or ratio is None else f"{text} {ratio:5.2f}x"
 
 
-def _gflops(row: dict) -> str:
+def _gflops(row: dict, peaks: dict[str, float]) -> str:
+    """numpy's and tensorjit's GFLOP/s, and tensorjit's as a fraction of the core's peak."""
     if not row["flops"]:
         return ""
-    parts = []
-    for system in ("numpy", "tensorjit"):
-        seconds = row["systems"][system].get("seconds")
-        parts.append(f"{row['flops'] / seconds / 1e9:.0f}" if seconds else "-")
-    return " / ".join(parts)
+    rates = [row["flops"] / s / 1e9 if s else None
+             for s in (row["systems"][name].get("seconds") for name in ("numpy", "tensorjit"))]
+    text = " / ".join(f"{r:.0f}" if r else "-" for r in rates)
+    peak = peaks.get(row.get("dtype", "float32"))
+    return text + (f" ({rates[1] / peak:.0%})" if rates[1] and peak else "")
 
 
 def shown_systems(rows: list[dict]) -> list[str]:
@@ -56,16 +57,17 @@ def shown_systems(rows: list[dict]) -> list[str]:
             or any(r["systems"][n]["status"] in ("ok", "failed") for r in rows)]
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], peaks: dict[str, float]) -> str:
+    """The results; `peaks` (GFLOP/s per dtype) adds tensorjit's fraction of the FMA peak."""
     systems = shown_systems(rows)
     width = max([len("workload")] + [len(r["title"]) for r in rows])
     head = f"{'workload':<{width}}  " + "".join(f"{s:>{CELL}}" for s in systems) + \
-        f"  {'GFLOP/s np / tj':>16}  {'load':>5}"
+        f"  {'GFLOP/s np / tj (peak)':>22}  {'load':>5}"
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(f"{row['title']:<{width}}  "
                      + "".join(f"{_cell(row, s):>{CELL}}" for s in systems)
-                     + f"  {_gflops(row):>16}  {row['foreign_cpus']:5.2f}")
+                     + f"  {_gflops(row, peaks):>22}  {row['foreign_cpus']:5.2f}")
     return "\n".join(lines)
 
 
@@ -103,6 +105,8 @@ def header(info: dict) -> str:
         f"numpy BLAS: {blas}; removed for this run: {removed}",
         f"threads: {info['threads']}; mode: {'quick' if info['quick'] else 'full'}; "
         f"loadavg at start: {' '.join(str(x) for x in m['loadavg_at_start'])}",
+        "FMA peak of one core, measured: " + ", ".join(
+            f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in m["fma_peak_gflops"].items()),
         "times are medians; 'Nx' = numpy time / system time (>1: faster than numpy); "
         "load = CPUs busy with other processes during the row",
     ]

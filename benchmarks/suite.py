@@ -149,6 +149,7 @@ def run_row(w: Workload, threads: str, quick: bool) -> dict:
     else:
         row = time_row(w, threads, quick)
     end = machine.snapshot()
-    return {"name": w.name, "title": w.title, "flops": w.flops, "per_call": w.per_call,
+    return {"name": w.name, "title": w.title, "flops": w.flops, "dtype": w.dtype,
+            "per_call": w.per_call,
             "first_call": bool(w.first_call_of), "wall_seconds": time.perf_counter() - t0,
             "foreign_cpus": machine.foreign_cpus(start, end), **row}

@@ -30,6 +30,7 @@ class Workload:
     grad_argnums: tuple[int, ...] | None = None  # time ops.value_and_grad(fn) instead
     numpy_fn: Callable[..., Any] | None = None   # numpy(*inputs); defaults to fn on numpy ops
     flops: float = 0.0                      # per call, for GFLOP/s (0: not reported)
+    dtype: str = "float32"                  # whose FMA peak the GFLOP/s are a fraction of
     reduce_len: int = 1                     # terms summed per output element (tolerance)
     per_call: bool = False                  # a dispatch-cost row: the time is one tiny call
     first_call_of: str | None = None        # a compile-time row: which workload's first call
@@ -161,7 +162,7 @@ def _matmul(n: int, dtype=np.float32) -> Workload:
     tag = "f32" if dtype == np.float32 else "f64"
     return Workload(f"matmul_{tag}_{n}", f"matmul {tag} n={n}",
                     lambda rng: (_normal(rng, (n, n), dtype), _normal(rng, (n, n), dtype)),
-                    matmul, flops=2 * n ** 3, reduce_len=n)
+                    matmul, flops=2 * n ** 3, reduce_len=n, dtype=np.dtype(dtype).name)
 
 
 def _elementwise(fn, label: str, n: int, tag: str) -> Workload:
