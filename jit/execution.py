@@ -31,9 +31,10 @@ def compile_traced(fn: Function):
     program = passes.lower(optimized)
     if os.environ.get("TENSORJIT_VERIFY") == "1":
         loops.verify(program)
-    passes.dump(fn.name, "loops", loops.to_text(program))
     executable = runtime.compile_program(program)
-    passes.dump(fn.name, "llvm", executable.stage_text("llvm"))
+    if os.environ.get("TENSORJIT_DUMP"):  # the LLVM text is made again for it: a hit has none
+        passes.dump(fn.name, "loops", loops.to_text(program))
+        passes.dump(fn.name, "llvm", executable.stage_text("llvm"))
     return executable
 
 

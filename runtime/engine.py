@@ -1,13 +1,15 @@
 """The one owner of LLVM: initialisation, the host target, and LLVM IR text -> machine code.
 
-Everything that compiles native code goes through `compile_llvm`, so the choice of target
-machine, optimisation pipeline and JIT lives in one place.
+Everything that compiles native code goes through `compile_llvm` (or `compile_cached`, which
+may load the object code instead: runtime/disk_cache.py), so the choice of target machine,
+optimisation pipeline and JIT lives in one place.
 """
 from __future__ import annotations
 
 import functools
 import threading
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import llvmlite.binding as llvm
 
@@ -68,21 +70,58 @@ def _optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine, pipeline: str) -> 
         raise ValueError(f"unknown LLVM pipeline {pipeline!r}; expected 'O3', 'light' or 'none'")
 
 
-class NativeModule:
-    """Machine code for one LLVM module, kept alive as long as this object is."""
+class ObjectStore(Protocol):
+    """Where a module's object code is kept between processes (runtime/disk_cache.Entry)."""
 
-    def __init__(self, llvm_ir: str, pipeline: str = "O3"):
-        self.llvm_ir = llvm_ir
+    def load(self) -> bytes | None: ...
+
+    def store(self, code: bytes) -> None: ...
+
+
+def _parse_optimized(llvm_ir: str, tm: llvm.TargetMachine, pipeline: str) -> llvm.ModuleRef:
+    module = llvm.parse_assembly(llvm_ir)
+    module.verify()
+    _optimize(module, tm, pipeline)
+    return module
+
+
+def _empty_module(tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """A module with no code, for an engine whose object code comes from the object cache."""
+    module = llvm.parse_assembly("")
+    module.triple = host().triple
+    module.data_layout = str(tm.target_data)
+    return module
+
+
+class NativeModule:
+    """Machine code for one LLVM module, kept alive as long as this object is.
+
+    With a `store`, MCJIT's object cache reads the object code from it when it holds one
+    (`cache == "hit"`: the IR is then neither optimised nor compiled, nor even produced:
+    `make_ir` runs only if someone asks for the LLVM or assembly text) and hands it the object
+    code it compiled otherwise ("miss"); without one, `cache` is "off". The code refers to
+    per-process addresses by symbol only, resolved when MCJIT loads it, so it is position-free.
+    """
+
+    def __init__(self, make_ir: Callable[[], str], pipeline: str = "O3",
+                 store: ObjectStore | None = None):
+        self._make_ir = make_ir
+        self._pipeline = pipeline
+        self._inspected: tuple[llvm.ModuleRef, llvm.TargetMachine] | None = None
+        cached = store.load() if store is not None else None
+        self.cache = "off" if store is None else "miss" if cached is None else "hit"
+        compiled: list[bytes] = []
         with _lock:
-            module = llvm.parse_assembly(llvm_ir)
-            module.verify()
             tm = target_machine()
-            _optimize(module, tm, pipeline)
-            self.optimized_ir = str(module)
+            module = (_parse_optimized(make_ir(), tm, pipeline) if cached is None
+                      else _empty_module(tm))
             self._engine = llvm.create_mcjit_compiler(module, tm)
+            if store is not None:
+                self._engine.set_object_cache(lambda _module, code: compiled.append(code),
+                                              lambda _module: cached)
             self._engine.finalize_object()
-            self._tm = tm
-            self._module = module
+        for code in compiled:  # written here, not in LLVM's callback, which swallows errors
+            store.store(code)
 
     def address(self, name: str) -> int:
         addr = self._engine.get_function_address(name)
@@ -90,10 +129,31 @@ class NativeModule:
             raise KeyError(f"no function {name!r} in the native module")
         return addr
 
+    def _inspection(self) -> tuple[llvm.ModuleRef, llvm.TargetMachine]:
+        """The optimised module made again, for reading: the JIT's own copy is consumed by code
+        generation (or, on a cache hit, never made)."""
+        if self._inspected is None:
+            llvm_ir = self._make_ir()
+            with _lock:
+                tm = target_machine()
+                self._inspected = _parse_optimized(llvm_ir, tm, self._pipeline), tm
+        return self._inspected
+
+    @property
+    def optimized_ir(self) -> str:
+        return str(self._inspection()[0])
+
     def assembly(self) -> str:
-        return self._tm.emit_assembly(self._module)
+        module, tm = self._inspection()
+        return tm.emit_assembly(module)
 
 
 def compile_llvm(llvm_ir: str, pipeline: str = "O3") -> NativeModule:
     """Parse, verify, optimise and JIT-compile LLVM IR text for the host."""
-    return NativeModule(llvm_ir, pipeline)
+    return NativeModule(lambda: llvm_ir, pipeline)
+
+
+def compile_cached(make_ir: Callable[[], str], pipeline: str,
+                   store: ObjectStore | None) -> NativeModule:
+    """`compile_llvm` of `make_ir()`, through `store`'s object code when it has it."""
+    return NativeModule(make_ir, pipeline, store)

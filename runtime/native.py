@@ -7,6 +7,9 @@ dtype, else converted once here. Each executable owns its scratch arena and GEMM
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import functools
+import hashlib
 import threading
 import time
 from typing import Sequence
@@ -16,7 +19,7 @@ import numpy as np
 
 from ir.loops import MatmulKernel, Program
 from ir.loops import to_text as loops_text
-from runtime import codegen_matmul, engine, entry, gemm, pyabi
+from runtime import codegen_matmul, disk_cache, engine, entry, gemm, pyabi
 
 ALIGN = 64
 METH_FASTCALL = 0x0080
@@ -43,12 +46,18 @@ _gemm_modules: dict[str, engine.NativeModule] = {}
 _gemm_lock = threading.Lock()
 
 
+@functools.cache
+def _host_gemm_config(dtype: str) -> gemm.GemmConfig:
+    return gemm.gemm_config(dtype)  # reads the cache sizes from sysfs: once, not per kernel
+
+
 def _gemm_config(kernel: MatmulKernel) -> gemm.GemmConfig:
-    return gemm.gemm_config("float32" if kernel.dtype.name == "f32" else "float64")
+    return _host_gemm_config("float32" if kernel.dtype.name == "f32" else "float64")
 
 
-def _epilogue_key(kernel: MatmulKernel) -> tuple:
-    """What makes two epilogues the same code: their expressions, with buffers numbered."""
+def _epilogue_key(kernel: MatmulKernel, dtypes: dict) -> tuple:
+    """What makes two epilogues the same code: their expressions, with buffers numbered, and
+    the dtypes of the buffers they load."""
     position = {name: i for i, name in enumerate(kernel.epilogue_buffers)}
 
     def attr(k, v):
@@ -58,24 +67,44 @@ def _epilogue_key(kernel: MatmulKernel) -> tuple:
 
     exprs = tuple((e.op, e.args, e.dtype.name, tuple((k, attr(k, v)) for k, v in e.attrs))
                   for e in kernel.epilogue.exprs)
-    return exprs, kernel.epilogue.stores[0].expr
+    loaded = tuple(dtypes[name].name for name in kernel.epilogue_buffers)
+    return exprs, kernel.epilogue.stores[0].expr, loaded
+
+
+def _stable_hash(value: object) -> str:
+    """A hash of `value`'s repr that every process agrees on (Python's `hash` of strings is
+    salted per process, and GEMM symbols are part of the cached programs' code)."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
 def gemm_symbol(kernel: MatmulKernel, dtypes: dict) -> str:
-    """Compile (once per process per dtype and epilogue) the GEMM a matmul kernel calls, and
-    make its symbol visible to MCJIT."""
-    key = (kernel.dtype.name,) + (_epilogue_key(kernel) if kernel.epilogue else ())
-    name = f"tj_gemm_{kernel.dtype.name}" + (
-        f"_e{abs(hash(key)):x}" if kernel.epilogue else "")
+    """Compile (once per process per dtype and epilogue, through the disk cache) the GEMM a
+    matmul kernel calls, and make its symbol visible to MCJIT."""
+    key = (kernel.dtype.name,) + (_epilogue_key(kernel, dtypes) if kernel.epilogue else ())
+    name = f"tj_gemm_{kernel.dtype.name}" + (f"_e{_stable_hash(key)}" if kernel.epilogue else "")
     with _gemm_lock:
         if name not in _gemm_modules:
-            epilogue = (codegen_matmul.epilogue_emitter(kernel, dtypes) if kernel.epilogue
-                        else None)
-            text = gemm.gemm_llvm_ir(_gemm_config(kernel), name, epilogue)
-            module = engine.compile_llvm(text, pipeline="light")
+            config = _gemm_config(kernel)
+
+            def make_ir() -> str:
+                epilogue = (codegen_matmul.epilogue_emitter(kernel, dtypes) if kernel.epilogue
+                            else None)
+                return gemm.gemm_llvm_ir(config, name, epilogue)
+
+            store = disk_cache.entry(repr(("gemm", name, key, config, "light")), f"GEMM {name}")
+            module = engine.compile_cached(make_ir, "light", store)
             llvm.add_symbol(name, module.address(name))
             _gemm_modules[name] = module
     return name
+
+
+def _program_source(program: Program, gemm_names: dict[str, str]) -> str:
+    """What determines a program's machine code: the loop program (not its name, which is no
+    part of the code; its constants by shape and dtype only, their data reaches the code
+    through the entry's `self`) and the GEMM symbols."""
+    constants = tuple((name, array.shape, array.dtype.str) for name, array in program.constants)
+    anonymous = dataclasses.replace(program, name="", constants=constants)
+    return repr(("program", "light", anonymous, sorted(gemm_names.items())))
 
 
 def aligned_empty(nbytes: int) -> np.ndarray:
@@ -102,7 +131,9 @@ class NativeExecutable:
         names = {k.name: gemm_symbol(k, dtypes)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
         pyabi.export_symbols()
-        self.module = engine.compile_llvm(entry.emit_program(program, names), pipeline="light")
+        store = disk_cache.entry(_program_source(program, names), f"program @{program.name}")
+        self.module = engine.compile_cached(lambda: entry.emit_program(program, names), "light",
+                                            store)
         gemm_bytes = _gemm_scratch_bytes(program)
         scratch = [aligned_empty(max(program.scratch_bytes, ALIGN)),
                    aligned_empty(max(gemm_bytes, ALIGN))]
@@ -113,7 +144,8 @@ class NativeExecutable:
         self.stats = {"compile_seconds": time.perf_counter() - start,
                       "kernels": len(program.kernels),
                       "scratch_bytes": program.scratch_bytes + gemm_bytes,
-                      "backend": "native"}
+                      "backend": "native",
+                      "cache": self.module.cache}  # the program's code: "hit", "miss" or "off"
 
     def __call__(self, arrays: Sequence) -> list[np.ndarray]:
         """Run on any array-likes of the parameters' shapes; each is converted (once) to the

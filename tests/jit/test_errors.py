@@ -216,8 +216,6 @@ CACHE_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC's persistent compile cache (TENSORJIT_CACHE_DIR) "
-                                       "is not implemented yet: nothing is written to disk")
 def test_a_corrupt_cache_entry_is_recompiled_with_a_warning(tmp_path):
     env = {**os.environ, "TENSORJIT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     env.pop("TENSORJIT_CACHE", None)
