@@ -15,6 +15,7 @@ import jit
 import passes
 import runtime
 from ir import loops
+from runtime import codegen
 from runtime.elementwise import EMITTERS
 from runtime.vecmath import MAX_ULP
 from tests.strategies import accepted_dtypes, arguments, programs
@@ -201,3 +202,73 @@ def test_a_product_used_twice_is_stored_before_its_epilogue_would_change_it():
     product = x.astype(np.float64) @ x
     np.testing.assert_allclose(relu, np.maximum(product, 0), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(doubled, product * 2, rtol=1e-4, atol=1e-3)
+
+
+def _streamed_elements(bytes_per_element: int) -> int:
+    """An odd element count just past the size from which a kernel moving this many bytes
+    per element (its inputs and outputs together) streams its outputs."""
+    return codegen.streaming_bytes() // bytes_per_element + 37
+
+
+needs_streaming = pytest.mark.skipif(not codegen.is_x86(), reason="streaming stores: x86 only")
+
+
+@needs_streaming
+def test_a_big_elementwise_kernel_streams_its_output_and_a_small_one_does_not():
+    f = jit.jit(lambda a, b, c: jit.sigmoid(a * b + c) * 2)
+    big, small = (np.ones(n, np.float32) for n in (_streamed_elements(16), 1000))
+    streamed = f.lower(big, big, big).as_text("llvm")
+    assert "!nontemporal" in streamed and "llvm.x86.sse.sfence" in streamed
+    cached = f.lower(small, small, small).as_text("llvm")
+    assert "!nontemporal" not in cached and "sfence" not in cached
+
+
+@needs_streaming
+@pytest.mark.parametrize("offset", [0, 1, 5, 16])
+def test_streamed_outputs_are_bit_identical_to_cached_stores(offset):
+    """The streamed kernel (lead-in, streamed blocks, tails) against the same kernel on pieces
+    too small to stream. With an offset, the streamed stage writes behind `offset` elements of
+    the output, so its lead-in to a cache line runs for a different number of elements."""
+    f = jit.jit(lambda a, b, c: jit.sigmoid(a * b + c) * 2)
+    behind = jit.jit(lambda head, a, b, c: jit.concatenate([head, f(a, b, c)]))
+    n = _streamed_elements(8)  # the copy behind the head moves 8 bytes per element
+    rng = np.random.default_rng(offset)
+    head, a, b, c = (rng.standard_normal(size).astype(np.float32) for size in (offset, n, n, n))
+    pieces = [f(a[i:i + 4099], b[i:i + 4099], c[i:i + 4099]).numpy() for i in range(0, n, 4099)]
+    if offset == 0:
+        assert "!nontemporal" in f.lower(a, b, c).as_text("llvm")
+        streamed = f(a, b, c).numpy()
+    else:
+        assert "!nontemporal" in behind.lower(head, a, b, c).as_text("llvm")
+        streamed = behind(head, a, b, c).numpy()
+    np.testing.assert_array_equal(streamed[:offset], head)
+    np.testing.assert_array_equal(streamed[offset:].view(np.uint32),
+                                  np.concatenate(pieces).view(np.uint32))
+
+
+def _concatenated(a, b):  # the second stage writes into the output at an odd offset
+    return jit.concatenate([jit.sigmoid(a) * 2, jit.tanh(b)])
+
+
+def _row_softmax(a, b):  # the division stage streams each odd-length row from its own offset
+    return jit.softmax(a * b, axis=-1)
+
+
+def _compared(a, b):  # bool output: one byte per element
+    return a * b > 0.5
+
+
+@needs_streaming
+@pytest.mark.parametrize("fn,shape,dtype", [
+    (_concatenated, (_streamed_elements(16) + 3,), np.float32),
+    (_row_softmax, (_streamed_elements(12) // 1027 + 1, 1027), np.float32),
+    (_row_softmax, (_streamed_elements(24) // 515 + 1, 515), np.float64),
+    (_compared, (_streamed_elements(9),), np.float32),
+])
+def test_streamed_stages_match_the_interpreter(fn, shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    args = [rng.standard_normal(shape).astype(dtype) for _ in range(2)]
+    traced = jit.make_ir(fn)(*args)
+    compiled = compile_native(traced)
+    assert "!nontemporal" in jit.jit(fn).lower(*args).as_text("llvm")
+    assert_matches(traced, args, compiled(args))
