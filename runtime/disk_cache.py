@@ -31,7 +31,7 @@ import llvmlite
 import llvmlite.binding as llvm
 import numpy as np
 
-from runtime import engine
+from runtime import engine, gemm
 
 MAGIC = b"tensorjit-cache 1\n"
 SUFFIX = ".tjo"
@@ -100,12 +100,14 @@ def _package_version() -> str:
 def environment() -> dict[str, str]:
     """Everything besides a module's own source that shapes its machine code: our compiler
     (package version, and a hash of the sources that lower, emit and compile code), LLVM, the
-    host CPU, and the CPython and numpy whose object layouts the entry reads."""
+    host CPU and its cache sizes (GEMM blocking and streaming stores follow them), and the
+    CPython and numpy whose object layouts the entry reads."""
     h = engine.host()
     return {"tensorjit": _package_version(), "sources": _sources_hash(),
             "llvmlite": llvmlite.__version__,
             "llvm": ".".join(map(str, llvm.llvm_version_info)),
             "triple": h.triple, "cpu": h.cpu, "features": h.features,
+            "caches": ",".join(map(str, gemm.cache_sizes())),
             "python": sys.version, "numpy": np.__version__}
 
 
