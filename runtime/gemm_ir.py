@@ -290,11 +290,55 @@ class GemmEmitter:
             valid = self.imin(c64(nr), b.sub(nc, p))
             src = self.gep(bsrc, b.mul(p, csb))
             d = self.gep(dst, b.mul(p, kc))
-            with b.if_else(b.icmp_signed("==", csb, c64(1))) as (vec, scalar):
+            transposed = b.and_(b.icmp_signed("==", rsb, c64(1)),
+                                b.icmp_signed("==", valid, c64(nr)))
+            with b.if_else(b.icmp_signed("==", csb, c64(1))) as (vec, other):
                 with vec:
                     self.emit_vector_panel(src, rsb, valid, kc, d)
-                with scalar:
-                    self.emit_panel_copy(src, csb, rsb, valid, nr, kc, d)
+                with other:
+                    with b.if_else(transposed) as (columns, scalar):
+                        with columns:
+                            self.emit_transposed_panel(src, csb, kc, d)
+                        with scalar:
+                            self.emit_panel_copy(src, csb, rsb, valid, nr, kc, d)
+
+    def emit_transposed_panel(self, src: ir.Value, csb: ir.Value, kc: ir.Value,
+                              dst: ir.Value) -> None:
+        """dst[k*NR + j] = B[k, j] for a full panel of a B whose columns are contiguous (a
+        transposed row-major array: the gradient's `ct @ w.T`). W x W blocks are loaded as W
+        vectors along k and transposed in registers. Scalar copies would read NR source rows
+        per k lying a power of two apart, all in one L1 set: 1024^2 @ (1024^2).T took 14%
+        longer than @ 1024^2 (10.5 vs 9.1 ms)."""
+        b, w, nr = self.b, self.w, self.cfg.nr
+        k_end = b.sub(kc, b.srem(kc, c64(w)))
+        with self.loop(c64(0), k_end, w) as k:
+            for first in range(0, nr, w):
+                rows = [b.load(self.gep(src, b.add(b.mul(c64(first + r), csb), k)),
+                               typ=self.vt, align=self.es) for r in range(w)]
+                for t, row in enumerate(self.transpose(rows)):
+                    at = b.add(b.mul(b.add(k, c64(t)), c64(nr)), c64(first))
+                    b.store(row, self.gep(dst, at), align=self.es)
+        with b.if_then(b.icmp_signed("<", k_end, kc)):
+            self.emit_panel_copy(self.gep(src, k_end), csb, c64(1), c64(nr), nr,
+                                 b.sub(kc, k_end), self.gep(dst, b.mul(k_end, c64(nr))))
+
+    def transpose(self, rows: list[ir.Value]) -> list[ir.Value]:
+        """The W x W transpose of W vectors: log2(W) rounds of pairwise two-source shuffles
+        (one vpermt2ps each on AVX-512)."""
+        b, w = self.b, self.w
+        rows = list(rows)
+        half = w // 2
+        while half:
+            low = [lane if not lane & half else w + lane - half for lane in range(w)]
+            high = [lane + half if not lane & half else w + lane for lane in range(w)]
+            for i in range(w):
+                if not i & half:
+                    x, y = rows[i], rows[i + half]
+                    rows[i] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, w), low))
+                    rows[i + half] = b.shuffle_vector(x, y,
+                                                      ir.Constant(ir.VectorType(I32, w), high))
+            half //= 2
+        return rows
 
     def emit_vector_panel(self, src: ir.Value, rsb: ir.Value, valid: ir.Value, kc: ir.Value,
                           dst: ir.Value) -> None:
