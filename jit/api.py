@@ -215,7 +215,7 @@ class JittedFunction:
                 leaves, tree = flatten(args)
                 outs = run(*leaves) if tree == in_tree else NotImplemented
             if outs is not NotImplemented:
-                return Tensor._wrap(outs[0]) if out_tree is LEAF else _wrap_outputs(out_tree, outs)
+                return _wrap_outputs(out_tree, outs)
         if kwargs:  # keywords (and then defaults) become positions, their values traced as in JAX
             args = self._positional(args, kwargs)
         key = _fast_key(args) if not self._static else None

@@ -166,13 +166,14 @@ def _avx512_sizes(e: _Emit) -> bool:
     return size % 512 == 0 and h.has("avx512f")
 
 
-def _avx512(c: _Emit, op: str, args: list[ir.Value]) -> ir.Value:
-    """llvm.x86.avx512.mask.<op> on all lanes of a 128/256/512-bit vector (current rounding)."""
+def _scalef_512(c: _Emit, p: ir.Value, n: ir.Value) -> ir.Value:
+    """llvm.x86.avx512.mask.scalef on all lanes of a 128/256/512-bit vector (the 512-bit form
+    also takes a rounding mode: 4, the current one)."""
     size = c.lanes * c.bits
     mask = ir.Constant(ir.IntType(max(8, c.lanes)), -1)
     rounding = [ir.Constant(ir.IntType(32), 4)] if size == 512 else []
-    name = f"llvm.x86.avx512.mask.{op}.{'ps' if c.bits == 32 else 'pd'}.{size}"
-    args = args + [args[0], mask] + rounding  # masked-off lanes (none) would keep args[0]
+    name = f"llvm.x86.avx512.mask.scalef.{'ps' if c.bits == 32 else 'pd'}.{size}"
+    args = [p, n, p, mask] + rounding  # masked-off lanes (there are none) would keep p
     fn = c.b.module.globals.get(name)
     if fn is None:
         fn = ir.Function(c.b.module, ir.FunctionType(c.ty, [a.type for a in args]), name)
@@ -184,7 +185,7 @@ def _scalef(e: _Emit, p: ir.Value, n: ir.Value) -> ir.Value | None:
     instead of eight (exp 7.1 -> 9.8 Gelem/s). None where the host or the width lacks it."""
     if not _avx512_sizes(e):
         return None
-    return _per_512_bits(e, lambda c, p, n: _avx512(c, "scalef", [p, n]), p, n)
+    return _per_512_bits(e, _scalef_512, p, n)
 
 
 def _exp(e: _Emit, x: ir.Value) -> ir.Value:
