@@ -22,8 +22,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from runtime import engine, gemm
 from runtime.gemm_ir import ARG_NAMES, POINTER_ARGS
 
-DEFAULT = [("float32", n) for n in (64, 128, 256, 512, 1024, 2048)] + \
-    [("float64", 256), ("float64", 1024)]
+DEFAULT = [("float32", str(n)) for n in (64, 128, 256, 512, 1024, 2048)] + \
+    [("float64", "256"), ("float64", "1024")]
+
+
+def shape_of(text: str) -> tuple[int, int, int]:
+    """M, K, N from "n" (square) or "MxKxN"."""
+    sizes = [int(s) for s in text.split("x")]
+    return (sizes * 3)[:3] if len(sizes) == 1 else tuple(sizes)
 
 
 def repeat_driver() -> ctypes.CFUNCTYPE:
@@ -55,18 +61,21 @@ def time_per_call(run, reps: int) -> float:
     return (time.perf_counter() - t) / reps
 
 
-def probe(dtype: str, n: int, kern: gemm.GemmKernel, rep, rounds: int) -> dict[str, float]:
+def probe(dtype: str, m: int, k: int, n: int, kern: gemm.GemmKernel, rep, rounds: int
+          ) -> dict[str, float]:
     rng = np.random.default_rng(n)
-    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    c = np.empty((n, n), dtype)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c = np.empty((m, n), dtype)
     kern(a, b, out=c)
     np.testing.assert_allclose(c, a @ b, rtol=1e-3 if dtype == "float32" else 1e-9,
-                               atol=1e-3 * n)
-    scratch = kern.scratch(gemm.scratch_bytes(kern.config, n, n, n))
-    args = (a.ctypes.data, n, 1, b.ctypes.data, n, 1, c.ctypes.data, n, n, n, n,
+                               atol=1e-3 * k)
+    scratch = kern.scratch(gemm.scratch_bytes(kern.config, m, n, k))
+    args = (a.ctypes.data, k, 1, b.ctypes.data, n, 1, c.ctypes.data, n, m, n, k,
             scratch.ctypes.data, None)
     fptr = ctypes.cast(kern.fn, ctypes.c_void_p).value
-    reps = max(1, int(0.02 * 100e9 / (2 * n ** 3)))
+    flops = 2 * m * n * k
+    reps = max(1, int(0.02 * 100e9 / flops))
 
     def numpy_run(r):
         for _ in range(r):
@@ -81,16 +90,17 @@ def probe(dtype: str, n: int, kern: gemm.GemmKernel, rep, rounds: int) -> dict[s
         times["numpy"].append(time_per_call(numpy_run, reps))
         times["kernel"].append(time_per_call(lambda r: rep(fptr, *args, r), reps))
         times["call"].append(time_per_call(call_run, reps))
-    return {k: 2 * n ** 3 / statistics.median(v) / 1e9 for k, v in times.items()}
+    return {name: flops / statistics.median(v) / 1e9 for name, v in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--only", nargs="*", help="e.g. float32:64 float64:1024")
+    parser.add_argument("--only", nargs="*",
+                        help="dtype:n (square) or dtype:MxKxN, e.g. float32:64 float32:128x784x256")
     parser.add_argument("--set", action="append", default=[], help="config field=int")
     opts = parser.parse_args()
-    cases = [(d, int(n)) for d, n in (s.split(":") for s in opts.only)] if opts.only else DEFAULT
+    cases = [(d, shape) for d, shape in (s.split(":") for s in opts.only)] if opts.only else DEFAULT
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"warning: {var}={os.environ[var]} is set (run under env -u {var})")
@@ -101,14 +111,14 @@ def main() -> None:
                 for i in threadpool_info() if i["user_api"] == "blas"]
         print(f"numpy BLAS (api, kernel core, threads): {info}")
         kernels: dict[str, gemm.GemmKernel] = {}
-        for dtype, n in cases:
+        for dtype, shape in cases:
             if dtype not in kernels:
                 cfg = dataclasses.replace(gemm.gemm_config(dtype), **overrides)
                 t = time.perf_counter()
                 kernels[dtype] = gemm.GemmKernel(cfg)
                 print(f"{cfg}\n  compile {1e3 * (time.perf_counter() - t):.0f} ms")
-            r = probe(dtype, n, kernels[dtype], rep, opts.rounds)
-            print(f"{dtype} n={n:5d}  numpy {r['numpy']:6.1f}  kernel {r['kernel']:6.1f} "
+            r = probe(dtype, *shape_of(shape), kernels[dtype], rep, opts.rounds)
+            print(f"{dtype} {shape:>12s}  numpy {r['numpy']:6.1f}  kernel {r['kernel']:6.1f} "
                   f"({r['kernel'] / r['numpy']:.2f}x)  call {r['call']:6.1f} "
                   f"({r['call'] / r['numpy']:.2f}x)  GFLOP/s", flush=True)
 

@@ -5,7 +5,8 @@ Ops are visited in order and each is placed where it costs least:
 - an elementwise op joins the kernel of an operand when it reads that operand element for
   element (same stage), reads a row's reduction result broadcast along the row (a later stage
   of the same kernel, as in softmax), or reads an earlier stage's value of the same row (kept
-  in a row-sized scratch buffer);
+  in a row-sized scratch buffer); an op whose operands are all in memory joins the latest
+  kernel already reading one of them (sibling fusion: the buffer is read once);
 - a reduction over a value's trailing dimensions becomes a per-row slot of the producing
   kernel (a vector accumulator); over other dimensions, an accumulating store;
 - matmul, concatenate and slice_scatter get kernels of their own over buffers.
@@ -136,10 +137,13 @@ class Lowering:
     def fusion_target(self, homes: list[Home], shape: tuple[int, ...]):
         """(kernel, stage) an elementwise op of `shape` can join, or None."""
         internal = [h for h in homes if isinstance(h, (InStage, InSlot, Mapped))]
-        if not internal:
-            return None
-        kernel = max((h.base if isinstance(h, Mapped) else h).kernel.index for h in internal)
-        kernel = self.kernels[kernel]
+        if internal:
+            index = max((h.base if isinstance(h, Mapped) else h).kernel.index for h in internal)
+        else:
+            index = self.sibling(homes)
+            if index is None:
+                return None
+        kernel = self.kernels[index]
         full = canonical(shape)
         if full[:len(kernel.outer)] != kernel.outer:
             return None
@@ -159,6 +163,16 @@ class Lowering:
         stage = StageBuilder(inner)
         kernel.stages.append(stage)
         return kernel, stage
+
+    def sibling(self, homes: list[Home]) -> int | None:
+        """The latest loop kernel already reading one of these buffers after all of them are
+        written: an op of memory operands joins it, so the buffer is read once (the forward
+        and derivative passes of sigmoid both read the matmul's output)."""
+        buffers = [h.buffer for h in homes if isinstance(h, InBuffer)]
+        written = max((self.producer.get(b, -1) for b in buffers), default=-1)
+        readers = [k for b in buffers for k in self.readers.get(b, ())
+                   if k > written and self.kernels[k].matmul is None]
+        return max(readers, default=None)
 
     def relation(self, home: Home, kernel: KernelBuilder, full: tuple[int, ...]):
         """How an op of canonical shape `full` in `kernel` could read `home`; None if not."""

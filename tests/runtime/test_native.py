@@ -104,6 +104,17 @@ def test_fusion_makes_one_kernel_of_elementwise_chains_and_their_reduction():
     assert _kernels(lambda a, b, c: jit.sum(jit.sigmoid(a * b + c)), a, a, a) == 1
 
 
+def test_ops_reading_the_same_buffer_share_one_kernel():
+    # sigmoid's forward value and its derivative s(x) * s(-x) both read the matmul's output:
+    # one pass over it, not one per use.
+    a = np.ones((16, 16), np.float32)
+    f = jit.value_and_grad(lambda a, b: jit.sum(jit.sigmoid(a @ b)), argnums=(0, 1))
+    program = jit.jit(f).lower(a, a).entry.compiled().program
+    loop_kernels = [k for k in program.kernels if not isinstance(k, loops.MatmulKernel)]
+    assert len(loop_kernels) == 1
+    assert len(program.kernels) == 4
+
+
 def test_row_softmax_is_one_kernel_with_at_most_two_passes_reading_its_input():
     x = np.ones((64, 100), np.float32)
     lowered = jit.jit(jit.softmax).lower(x)
