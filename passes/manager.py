@@ -36,17 +36,27 @@ def dump(fn_name: str, stage: str, text: str) -> None:
     (path / f"{next(_dump_counter):04d}-{fn_name}-{stage}.txt").write_text(text)
 
 
-def run_pipeline(fn: Function, pipeline: Sequence[tuple[str, Pass]] = OPTIMIZE) -> Function:
+def run_pipeline(fn: Function, pipeline: Sequence[tuple[str, Pass]] = OPTIMIZE,
+                 rounds: int = 1) -> Function:
+    """Run the passes in order, the whole sequence again (up to `rounds` times) while it
+    changes something; a later round dumps only the passes that changed the program."""
     check = os.environ.get("TENSORJIT_VERIFY") == "1"
     dump(fn.name, "input", str(fn))
-    for name, pass_fn in pipeline:
-        fn = pass_fn(fn)
-        if check:
-            verify(fn)
-        dump(fn.name, name, str(fn))
+    for round_number in range(rounds):
+        start = fn
+        for name, pass_fn in pipeline:
+            result = pass_fn(fn)
+            if check:
+                verify(result)
+            if round_number == 0 or result != fn:
+                dump(result.name, name, str(result))
+            fn = result
+        if fn == start:
+            break
     return fn
 
 
 def optimize(fn: Function) -> Function:
-    """The default pipeline: what `lower(...).as_text("optimized")` shows."""
-    return run_pipeline(fn, OPTIMIZE)
+    """The default pipeline to a fixed point (CSE can make simplifications: two equal ops
+    merged make `where(c, x, x)`): what `lower(...).as_text("optimized")` shows."""
+    return run_pipeline(fn, OPTIMIZE, rounds=4)

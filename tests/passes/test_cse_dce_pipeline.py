@@ -160,6 +160,13 @@ def test_manager_verifies_after_every_pass_under_tests(monkeypatch):
         passes.run_pipeline(fn, (("simplify", passes.simplify), ("broken", broken)))
 
 
+def test_optimize_simplifies_what_cse_exposes():
+    # CSE merges the two abs ops; only then is where(c, a, a) = a visible to simplify.
+    fn = ir.parse(func("(%x: f32[2], %c: bool[2]) -> f32[2]", "%0 = abs %x : f32[2]",
+                       "%1 = abs %x : f32[2]", "%2 = where %c, %0, %1 : f32[2]", "return %2"))
+    assert [op.name for op in passes.optimize(fn).ops] == ["abs"]
+
+
 def test_dump_writes_every_stage_in_order(tmp_path, monkeypatch):
     monkeypatch.setenv("TENSORJIT_DUMP", str(tmp_path))
     fn = ir.parse(func("(%x: f32[2]) -> f32[2]", "%0 = mul %x, 1.0 : f32[2]", "return %0"))
