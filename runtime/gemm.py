@@ -13,8 +13,9 @@ C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
 -> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
 first KC block stores and later ones accumulate (the epilogue runs on the last); edge columns
-go through a stack tile, computed by a kernel only as many vectors wide as they need (N=10:
-one vector, not NR / W), the last M % MR rows through exact-height kernels. A with unit
+go through a stack tile, computed by a kernel only as many vectors wide as they need, the
+last M % MR rows through exact-height kernels. A C block one vector wide (N=10: a classifier
+head) is computed in tiles of `narrow_mr` rows (24 with AVX-512), stored with masks. A with unit
 column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
 in L2); small problems (M*N*K <= direct_max, K <= KC, B rows contiguous) pack nothing.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
@@ -30,6 +31,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   are one plateau (kc=256, nc=768 kept); k-unroll 1 vs 2: no difference.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
   n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
+- One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
+  (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy: n=64 1.40x, 128 1.24x, 256 1.09x, 512 1.06x, 1024 1.00x, 2048 0.92-0.96x;
   float64 256 1.29x, 1024 1.15x. IR ~3k lines, light-pipeline compile 75-90 ms.
 """
@@ -63,6 +66,7 @@ class GemmConfig:
     kc: int               # depth of a block: C is read back K / kc - 1 times
     nc: int               # columns of the packed B block (multiple of nr), kept in L2
     direct_max: int       # M*N*K up to which B-row-contiguous problems skip packing
+    narrow_mr: int        # register tile rows when C's block is one vector wide
     k_unroll: int = 1
     accumulate: bool = False  # C += A @ B instead of C = A @ B
 
@@ -108,7 +112,9 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer (A with csa != 1)
     # Reading operands in place wins up to 256^3 with AVX-512 tiles, 128^3 with AVX2 tiles.
     direct_max = 256 ** 3 if vb == 64 else 128 ** 3
-    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_max)
+    # One vector of columns: as many rows as registers allow (32 with AVX-512, else 16).
+    narrow_mr = 4 * mr if vb == 64 else 2 * mr
+    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_max, narrow_mr)
 
 
 @functools.cache

@@ -55,6 +55,8 @@ class GemmEmitter:
         mask = ir.VectorType(ir.IntType(1), self.w)
         self.masked_load = ir.Function(module, ir.FunctionType(
             self.vt, [PTR, I32, mask, self.vt]), f"llvm.masked.load.{suffix}.p0")
+        self.masked_store = ir.Function(module, ir.FunctionType(
+            ir.VoidType(), [self.vt, PTR, I32, mask]), f"llvm.masked.store.{suffix}.p0")
         self.macro = self._function(module, f"{name}.block", MACRO_ARGS, "internal")
         self.fn = self._function(module, name, ARG_NAMES, None)
 
@@ -93,6 +95,16 @@ class GemmEmitter:
         v = self.b.insert_element(ir.Constant(self.vt, ir.Undefined), s, ir.Constant(I32, 0))
         return self.b.shuffle_vector(v, ir.Constant(self.vt, ir.Undefined),
                                      ir.Constant(ir.VectorType(I32, self.w), None))
+
+    def lanes_below(self, valid: ir.Value, first_lane: int = 0) -> ir.Value:
+        """The <W x i1> mask of lanes first_lane + l < valid."""
+        b = self.b
+        lanes = ir.Constant(ir.VectorType(I32, self.w),
+                            list(range(first_lane, first_lane + self.w)))  # i32: no wider
+        limit = b.insert_element(ir.Constant(lanes.type, ir.Undefined), b.trunc(valid, I32),
+                                 ir.Constant(I32, 0))
+        limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, self.w), None))
+        return b.icmp_signed("<", lanes, limit)
 
     def round_up(self, x: ir.Value, m: int) -> ir.Value:
         return self.b.mul(self.b.sdiv(self.b.add(x, c64(m - 1)), c64(m)), c64(m))
@@ -178,10 +190,11 @@ class GemmEmitter:
         acc = state[2:]
         return [acc[i * nv:(i + 1) * nv] for i in range(mr)]
 
-    def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value, mr: int | None = None) -> None:
-        """Prefetch the C tile for writing: +5-9% at large n (PERF-NOTES 1)."""
-        lines = -(-self.cfg.nr * self.es // 64)
-        for i in range(mr or self.cfg.mr):
+    def emit_prefetch_c(self, c: ir.Value, rsc: ir.Value, mr: int, nv: int) -> None:
+        """Prefetch the C tile (mr rows of nv vectors) for writing: +5-9% at large n
+        (PERF-NOTES 1)."""
+        lines = -(-nv * self.cfg.vector_bytes // 64)
+        for i in range(mr):
             row = self.gep(c, self.b.mul(c64(i), rsc))
             for line in range(lines):
                 p = self.gep(row, line * 64 // self.es)
@@ -191,19 +204,26 @@ class GemmEmitter:
     # ---- tile store ------------------------------------------------------------------
     def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
                         row: ir.Value, col: ir.Value, add_dst: bool,
-                        epilogue: Epilogue | None) -> None:
-        """dst[i, j] = epilogue((dst[i, j] if add_dst) + acc[i, j]): the one place C is written."""
+                        epilogue: Epilogue | None, mask: ir.Value | None) -> None:
+        """dst[i, j] = epilogue((dst[i, j] if add_dst) + acc[i, j]): the one place C is written.
+        With `mask` (tiles one vector wide), only its lanes are read and written."""
         b = self.b
+        align = ir.Constant(I32, self.es)
         for i, acc_row in enumerate(acc):
             p_row = self.gep(dst, b.mul(c64(i), rs))
             r = b.add(row, c64(i))
             for v, x in enumerate(acc_row):
                 p = self.gep(p_row, v * self.w)
                 if add_dst:
-                    x = b.fadd(b.load(p, typ=self.vt, align=self.es), x)
+                    old = (b.load(p, typ=self.vt, align=self.es) if mask is None else
+                           b.call(self.masked_load, [p, align, mask, ir.Constant(self.vt, None)]))
+                    x = b.fadd(old, x)
                 if epilogue is not None:
                     x = epilogue(b, x, r, b.add(col, c64(v * self.w)), self.macro.args[-1])
-                b.store(x, p, align=self.es)
+                if mask is None:
+                    b.store(x, p, align=self.es)
+                else:
+                    b.call(self.masked_store, [x, p, align, mask])
 
     def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
                         row: ir.Value, col: ir.Value, mr_eff: ir.Value, nr_eff: ir.Value,
@@ -212,37 +232,42 @@ class GemmEmitter:
         cfg, b = self.cfg, self.b
         edge = b.or_(b.icmp_signed("<", mr_eff, c64(len(acc))),
                      b.icmp_signed("<", nr_eff, c64(cfg.nr)))
-        need_c = ir.Constant(ir.IntType(1), 1) if cfg.accumulate else b.not_(first)
+        need_c = self.reads_c(first)
         with b.if_then(b.and_(edge, need_c)):
             self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
         dst = b.select(edge, self.tile, c)
         rs = b.select(edge, c64(cfg.nr), rsc)
-        self._store_variants(acc, dst, rs, row, col, need_c, last)
+        self._store_variants(acc, dst, rs, row, col, need_c, last, None)
         with b.if_then(edge):
             self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
 
-    def _store_variants(self, acc, dst, rs, row, col, need_c, last) -> None:
+    def reads_c(self, first: ir.Value) -> ir.Value:
+        """Whether a tile's store adds to C: every K block after the first, or always."""
+        return ir.Constant(ir.IntType(1), 1) if self.cfg.accumulate else self.b.not_(first)
+
+    def _store_variants(self, acc, dst, rs, row, col, need_c, last, mask) -> None:
         """Branch on (add C?, final tile?) so each store variant is straight-line code."""
         b = self.b
         final = self.epilogue is not None
         with b.if_else(need_c) as (add_c, no_c):
             with add_c:
-                self._store_maybe_final(acc, dst, rs, row, col, True, last if final else None)
+                self._store_maybe_final(acc, dst, rs, row, col, True, last if final else None,
+                                        mask)
             with no_c:
                 if not self.cfg.accumulate:
                     self._store_maybe_final(acc, dst, rs, row, col, False,
-                                            last if final else None)
+                                            last if final else None, mask)
 
     def _store_maybe_final(self, acc, dst, rs, row, col, add_dst: bool,
-                           last: ir.Value | None) -> None:
+                           last: ir.Value | None, mask: ir.Value | None) -> None:
         if last is None:
-            self.emit_store_tile(acc, dst, rs, row, col, add_dst, None)
+            self.emit_store_tile(acc, dst, rs, row, col, add_dst, None, mask)
             return
         with self.b.if_else(last) as (is_last, not_last):
             with is_last:
-                self.emit_store_tile(acc, dst, rs, row, col, add_dst, self.epilogue)
+                self.emit_store_tile(acc, dst, rs, row, col, add_dst, self.epilogue, mask)
             with not_last:
-                self.emit_store_tile(acc, dst, rs, row, col, add_dst, None)
+                self.emit_store_tile(acc, dst, rs, row, col, add_dst, None, mask)
 
     def emit_copy(self, src: ir.Value, src_rs: ir.Value, dst: ir.Value, dst_rs: ir.Value,
                   rows: ir.Value, cols: ir.Value, src_cs: ir.Value | None = None) -> None:
@@ -370,12 +395,7 @@ class GemmEmitter:
         """dst[k*NR + j] = B[k, j] for j < valid, else 0: masked vector loads, so an edge
         panel costs NR / W instructions a row instead of NR scalar copies."""
         b = self.b
-        lanes = ir.Constant(ir.VectorType(I32, self.w), list(range(self.w)))  # i32: no wider
-        limit = b.insert_element(ir.Constant(lanes.type, ir.Undefined), b.trunc(valid, I32),
-                                 ir.Constant(I32, 0))
-        limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, self.w), None))
-        masks = [b.icmp_signed("<", b.add(lanes, ir.Constant(lanes.type, [v * self.w] * self.w)),
-                               limit) for v in range(self.nv)]
+        masks = [self.lanes_below(valid, v * self.w) for v in range(self.nv)]
         zero = ir.Constant(self.vt, None)
         with self.loop(c64(0), kc, 1) as k:
             s_row = self.gep(src, b.mul(k, rsb))
@@ -510,8 +530,10 @@ class GemmEmitter:
         be read past row M, and no FMA is spent on padding rows.
         """
         cfg, b = self.cfg, self.b
-        full = b.sub(mc, b.srem(mc, c64(cfg.mr)))
-        with self.loop(c64(0), full, cfg.mr) as ir_:
+        start = self._emit_narrow_rows(blk, ic, mc, a_src, b_panel) if self.nv > 1 else c64(0)
+        rest = b.sub(mc, start)
+        full = b.add(start, b.sub(rest, b.srem(rest, c64(cfg.mr))))
+        with self.loop(start, full, cfg.mr) as ir_:
             self._emit_tile_row(blk, ic, ir_, self.imin(c64(cfg.mr), b.sub(mc, ir_)), a_src,
                                 b_panel, cfg.mr)
         done = b.append_basic_block("rows_done")
@@ -523,6 +545,30 @@ class GemmEmitter:
             self._emit_tile_row(blk, ic, full, c64(rows), a_src, b_panel, rows)
             b.branch(done)
         b.position_at_end(done)
+
+    def _emit_narrow_rows(self, blk: _Block, ic: ir.Value, mc: ir.Value,
+                          a_src: tuple[ir.Value, ...], b_panel: BPanel) -> ir.Value:
+        """A block one vector wide (a 10-class head: C is M x 10) in tiles of `narrow_mr`
+        rows: an MR-row tile keeps too few FMAs in flight and loads almost as often as it
+        multiplies. Needs A rows evenly spaced (in place or row-copied, not MR panels).
+        Returns the rows done; the rest go through the MR-row tiles."""
+        cfg, b = self.cfg, self.b
+        tall = cfg.narrow_mr
+        base, step, a_rs, a_ks = a_src
+        narrow = b.and_(b.icmp_signed("<=", blk.nc, c64(self.w)),
+                        b.icmp_signed("==", step, a_rs))
+        rows = b.select(narrow, b.sub(mc, b.srem(mc, c64(tall))), c64(0))
+        mask = self.lanes_below(blk.nc)
+        b_ptr, b_ks, b_align = b_panel(c64(0))
+        need_c = self.reads_c(blk.first)
+        with self.loop(c64(0), rows, tall) as ir_:
+            row = b.add(ic, ir_)
+            c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), blk.jc))
+            self.emit_prefetch_c(c_tile, blk.rsc, tall, 1)
+            acc = self.emit_kernel(self.gep(base, b.mul(ir_, step)), a_rs, a_ks, b_ptr, b_ks,
+                                   blk.kc, b_align, tall, 1)
+            self._store_variants(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last, mask)
+        return rows
 
     def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,
                        a_src: tuple[ir.Value, ...], b_panel: BPanel, mr: int) -> None:
@@ -563,7 +609,7 @@ class GemmEmitter:
         b, cfg = self.b, self.cfg
         col = b.add(blk.jc, jr)
         c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), col))
-        self.emit_prefetch_c(c_tile, blk.rsc, mr)
+        self.emit_prefetch_c(c_tile, blk.rsc, mr, self.nv)
         b_ptr, b_ks, b_align = b_panel(jr)
         acc = self.emit_kernel(*a_panel, b_ptr, b_ks, blk.kc, b_align, mr, nv)
         self.emit_write_tile(acc, c_tile, blk.rsc, row, col, mr_eff,

@@ -137,7 +137,7 @@ def test_epilogue_relu_only_on_final_tiles(dtype, variant):
     """Several KC blocks with negative partial sums: relu must see only the final sum."""
     kern = gemm.GemmKernel(variants(dtype)[variant], epilogue=relu, name="gemm_relu")
     rng = np.random.default_rng(3)
-    for m, n, k in ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7)):
+    for m, n, k in ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40)):
         lb = "C" if variant == "direct" else "T"
         a, b = operand(rng, (m, k), dtype, "C"), operand(rng, (k, n), dtype, lb)
         c = kern(a, b)
@@ -150,10 +150,11 @@ def test_accumulate(dtype):
     cfg = dataclasses.replace(variants(dtype)["tiny"], accumulate=True)
     kern = gemm.GemmKernel(cfg)
     rng = np.random.default_rng(4)
-    a, b = operand(rng, (23, 19), dtype, "C"), operand(rng, (19, 70), dtype, "C")
-    c0 = rng.standard_normal((23, 70)).astype(dtype)
-    c = kern(a, b, out=c0.copy())
-    np.testing.assert_allclose(c, c0 + a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    for m, n in ((23, 70), (50, 5)):  # (50, 5): the tall one-vector tiles, masked
+        a, b = operand(rng, (m, 19), dtype, "C"), operand(rng, (19, n), dtype, "C")
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        c = kern(a, b, out=c0.copy())
+        np.testing.assert_allclose(c, c0 + a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("vector_bytes", (16, 32, 64))
@@ -166,6 +167,7 @@ def test_config_per_vector_width(vector_bytes):
         assert cfg.nr % lanes == 0 and cfg.mc % cfg.mr == 0 and cfg.nc % cfg.nr == 0
         accumulators = cfg.mr * cfg.nr // lanes
         assert accumulators <= (24 if vector_bytes == 64 else 12)
+        assert cfg.narrow_mr <= (24 if vector_bytes == 64 else 12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
