@@ -17,7 +17,8 @@ go through a stack tile, computed by a kernel only as many vectors wide as they 
 last M % MR rows through exact-height kernels. A C block one vector wide (N=10: a classifier
 head) is computed in tiles of `narrow_mr` rows (24 with AVX-512), stored with masks. A with unit
 column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
-in L2); small problems (M*N*K <= direct_max, K <= KC, B rows contiguous) pack nothing.
+in L2); when B (rows contiguous) fits in L2 and an A micro-panel in half of L1, nothing is
+packed: A and B are read in place, in one K block.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
 columns over one K block) that both paths call. Threads: hand each one a row range (offset A
 and C, pass its M) or, sharing packed B, a range of the ic loop (`emit_packed(m_lo, m_hi)`).
@@ -65,7 +66,8 @@ class GemmConfig:
     mc: int               # rows of a packed A block (multiple of mr; only A with csa != 1)
     kc: int               # depth of a block: C is read back K / kc - 1 times
     nc: int               # columns of the packed B block (multiple of nr), kept in L2
-    direct_max: int       # M*N*K up to which B-row-contiguous problems skip packing
+    direct_b_bytes: int   # a B (rows contiguous) up to this size is read in place
+    direct_k: int         # ... and only if K is at most this (A's MR x K micro-panel in L1)
     narrow_mr: int        # register tile rows when C's block is one vector wide
     k_unroll: int = 1
     accumulate: bool = False  # C += A @ B instead of C = A @ B
@@ -102,7 +104,7 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
                 caches: tuple[int, int, int] | None = None) -> GemmConfig:
     """Parameters for `dtype` on `host` (default: this machine) from its vector width and caches."""
     host = host or engine.host()
-    _, l2, _ = caches or cache_sizes()
+    l1, l2, _ = caches or cache_sizes()
     es = ITEMSIZE[dtype]
     vb = min(host.vector_bytes, 64)
     mr, nr = _TILES[(vb, dtype)]
@@ -110,11 +112,15 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     # The packed B block (kc x nc) is swept once per A micro-panel: keep it in 3/4 of L2.
     nc = max(nr, (l2 * 3 // 4) // (kc * es) // nr * nr)
     mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer (A with csa != 1)
-    # Reading operands in place wins up to 256^3 with AVX-512 tiles, 128^3 with AVX2 tiles.
-    direct_max = 256 ** 3 if vb == 64 else 128 ** 3
+    # Reading B in place, if it stays in L2 across A's micro-panels, saves its packing pass
+    # (Zen5, AVX-512: a B of 512-800 KB: 128x784 @ 784x256 241 -> 256 GFLOP/s, 64x784x256
+    # 226 -> 260; a 1 MB B ties or loses: 512^2 248 -> 234). AVX2's 6x16 tiles gained only
+    # up to 128^3 (64 KB of B).
+    direct_b_bytes = l2 * 4 // 5 if vb == 64 else min(l2, 64 << 10)
+    direct_k = l1 // 2 // (mr * es)
     # One vector of columns: as many rows as registers allow (32 with AVX-512, else 16).
     narrow_mr = 4 * mr if vb == 64 else 2 * mr
-    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_max, narrow_mr)
+    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_b_bytes, direct_k, narrow_mr)
 
 
 @functools.cache
@@ -137,14 +143,21 @@ def gemm_llvm_ir(config: GemmConfig, name: str, epilogue: Epilogue | None = None
     return text + f"\nattributes #0 = {{ nounwind {attrs} }}\n"
 
 
+def reads_in_place(config: GemmConfig, N: int, K: int) -> bool:
+    """Whether B (if its rows are contiguous) and A are read without packing."""
+    return K * N * config.itemsize <= config.direct_b_bytes and K <= config.direct_k
+
+
 def scratch_bytes(config: GemmConfig, M: int, N: int, K: int) -> int:
-    """Bytes of packing workspace the kernel uses for these sizes (B block, then A block)."""
+    """Bytes of packing workspace the kernel uses for these sizes (B block, then A block;
+    read in place, only B's K x NR edge panel)."""
     def up(x: int, m: int) -> int:
         return -(-x // m) * m
     kc = min(config.kc, K)
     nc = min(config.nc, up(N, config.nr))
     mc = min(config.mc, up(M, config.mr))
-    return max(64, up(kc * nc * config.itemsize, 64) + up(mc * kc * config.itemsize, 64))
+    b_block = max(kc * nc, K * config.nr if reads_in_place(config, N, K) else 0)
+    return max(64, up(b_block * config.itemsize, 64) + up(mc * kc * config.itemsize, 64))
 
 
 _ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch", "epi") else ctypes.c_int64

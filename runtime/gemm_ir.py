@@ -419,9 +419,9 @@ class GemmEmitter:
         nc_max = self.imin(c64(cfg.nc), self.round_up(n, cfg.nr))
         b_bytes = self.round_up(b.mul(b.mul(kc_max, nc_max), c64(self.es)), 64)
         ap = self.byte_gep(scratch, b_bytes)
-        small = b.icmp_signed("<=", b.mul(b.mul(m, n), k), c64(cfg.direct_max))
-        direct = b.and_(b.and_(small, b.icmp_signed("==", csb, c64(1))),
-                        b.icmp_signed("<=", k, c64(cfg.kc)))
+        fits = b.icmp_signed("<=", b.mul(b.mul(k, n), c64(self.es)), c64(cfg.direct_b_bytes))
+        direct = b.and_(b.and_(fits, b.icmp_signed("==", csb, c64(1))),
+                        b.icmp_signed("<=", k, c64(cfg.direct_k)))
         with b.if_else(direct) as (yes, no):
             with yes:
                 self.emit_direct(scratch)
@@ -473,7 +473,7 @@ class GemmEmitter:
         self.b.call(self.macro, [c64(x) if isinstance(x, int) else x for x in args])
 
     def emit_direct(self, bp: ir.Value) -> None:
-        """Small problems: read A and B in place (B rows contiguous); one block, no K split.
+        """B in L2 (rows contiguous): read A and B in place; one block, no K split.
 
         Only the last N % NR columns of B are copied, to a padded panel in scratch.
         """

@@ -22,9 +22,10 @@ def variants(dtype: str) -> dict[str, gemm.GemmConfig]:
     cfg = gemm.gemm_config(dtype)
     return {
         "host": cfg,
-        "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, direct_max=0),
-        "tiny_odd": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr, direct_max=0),
-        "direct": dataclasses.replace(cfg, kc=512, direct_max=1 << 62),
+        "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, direct_b_bytes=0),
+        "tiny_odd": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr,
+                                        direct_b_bytes=0),
+        "direct": dataclasses.replace(cfg, direct_b_bytes=1 << 62, direct_k=1 << 62),
     }
 
 
