@@ -104,6 +104,23 @@ def test_fusion_makes_one_kernel_of_elementwise_chains_and_their_reduction():
     assert _kernels(lambda a, b, c: jit.sum(jit.sigmoid(a * b + c)), a, a, a) == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_row_tails_of_every_length(dtype):
+    """Rows of 1 to 2W+1 elements end in one masked vector: each stage's loads, stores,
+    row reductions and column accumulation must touch exactly the row's elements."""
+    def f(x, flags):
+        rows = jit.sum(x, axis=1) + jit.max(x * 2, axis=1)
+        scaled = jit.where(flags, x - jit.max(x, axis=1, keepdims=True), x)
+        return rows, scaled, jit.sum(scaled, axis=0), jit.min(x)
+
+    rng = np.random.default_rng(7)
+    for n in range(1, 35):
+        x = rng.integers(-50, 50, (5, n)).astype(dtype)
+        flags = rng.random((5, n)) < 0.5
+        traced = jit.make_ir(f)(x, flags)
+        assert_matches(traced, [x, flags], compile_native(traced)([x, flags]))
+
+
 def test_ops_reading_the_same_buffer_share_one_kernel():
     # sigmoid's forward value and its derivative s(x) * s(-x) both read the matmul's output:
     # one pass over it, not one per use.
