@@ -61,18 +61,23 @@ def time_per_call(run, reps: int) -> float:
     return (time.perf_counter() - t) / reps
 
 
-def probe(dtype: str, m: int, k: int, n: int, kern: gemm.GemmKernel, rep, rounds: int
-          ) -> dict[str, float]:
+def probe(dtype: str, m: int, k: int, n: int, kern: gemm.GemmKernel, rep, rounds: int,
+          transposed: str = "") -> dict[str, float]:
+    """GFLOP/s of numpy, the kernel alone and the kernel through ctypes; `transposed` names
+    the operands ("a", "b", "ab") stored transposed (a.T @ b: the gradient's x.T @ ct)."""
     rng = np.random.default_rng(n)
-    a = rng.standard_normal((m, k)).astype(dtype)
-    b = rng.standard_normal((k, n)).astype(dtype)
+    a = rng.standard_normal((k, m) if "a" in transposed else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if "b" in transposed else (k, n)).astype(dtype)
+    a, b = (a.T if "a" in transposed else a), (b.T if "b" in transposed else b)
     c = np.empty((m, n), dtype)
     kern(a, b, out=c)
     np.testing.assert_allclose(c, a @ b, rtol=1e-3 if dtype == "float32" else 1e-9,
                                atol=1e-3 * k)
     scratch = kern.scratch(gemm.scratch_bytes(kern.config, m, n, k))
-    args = (a.ctypes.data, k, 1, b.ctypes.data, n, 1, c.ctypes.data, n, m, n, k,
-            scratch.ctypes.data, None)
+    es = a.itemsize
+    args = (a.ctypes.data, a.strides[0] // es, a.strides[1] // es,
+            b.ctypes.data, b.strides[0] // es, b.strides[1] // es,
+            c.ctypes.data, n, m, n, k, scratch.ctypes.data, None)
     fptr = ctypes.cast(kern.fn, ctypes.c_void_p).value
     flops = 2 * m * n * k
     reps = max(1, int(0.02 * 100e9 / flops))
@@ -99,6 +104,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*",
                         help="dtype:n (square) or dtype:MxKxN, e.g. float32:64 float32:128x784x256")
     parser.add_argument("--set", action="append", default=[], help="config field=int")
+    parser.add_argument("--transposed", default="", choices=("", "a", "b", "ab"),
+                        help="operands stored transposed (a: x.T @ ct, b: ct @ w.T)")
     opts = parser.parse_args()
     cases = [(d, shape) for d, shape in (s.split(":") for s in opts.only)] if opts.only else DEFAULT
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
@@ -117,7 +124,8 @@ def main() -> None:
                 t = time.perf_counter()
                 kernels[dtype] = gemm.GemmKernel(cfg)
                 print(f"{cfg}\n  compile {1e3 * (time.perf_counter() - t):.0f} ms")
-            r = probe(dtype, *shape_of(shape), kernels[dtype], rep, opts.rounds)
+            r = probe(dtype, *shape_of(shape), kernels[dtype], rep, opts.rounds,
+                      opts.transposed)
             print(f"{dtype} {shape:>12s}  numpy {r['numpy']:6.1f}  kernel {r['kernel']:6.1f} "
                   f"({r['kernel'] / r['numpy']:.2f}x)  call {r['call']:6.1f} "
                   f"({r['call'] / r['numpy']:.2f}x)  GFLOP/s", flush=True)

@@ -141,10 +141,13 @@ class NativeModule:
         for code in compiled:  # written here, not in LLVM's callback, which swallows errors
             store.store(code)
 
-    def address(self, name: str) -> int:
-        addr = self._engine.get_function_address(name)
+    def address(self, name: str, variable: bool = False) -> int:
+        """Where a function (or, with `variable`, a global variable) of the module lives."""
+        addr = (self._engine.get_global_value_address(name) if variable
+                else self._engine.get_function_address(name))
         if not addr:
-            raise KeyError(f"no function {name!r} in the native module")
+            raise KeyError(f"no {'variable' if variable else 'function'} {name!r} in the "
+                           "native module")
         return addr
 
     def _inspection(self) -> tuple[llvm.ModuleRef, llvm.TargetMachine]:

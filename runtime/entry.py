@@ -25,6 +25,7 @@ from runtime.codegen_matmul import emit_matmul_kernel
 from runtime.engine import host
 
 ENTRY = "entry"
+KERNEL_TICKS = "kernel_ticks"  # with profile=True: [kernels x i64] time-stamp counts
 
 
 def entry_self(program: Program, scratch: list[np.ndarray]) -> tuple:
@@ -159,9 +160,28 @@ class _EntryBuilder:
         b.call(restore, [thread_state])
 
 
-def emit_program(program: Program, gemm_names: dict[str, str]) -> str:
+def _tick_counters(module: ir.Module, count: int):
+    """The KERNEL_TICKS array, and a function that emits a call between two counter reads
+    and adds their difference to the array's element `index`."""
+    array_type = ir.ArrayType(I64, count)
+    counters = ir.GlobalVariable(module, array_type, KERNEL_TICKS)
+    counters.initializer = ir.Constant(array_type, [0] * count)
+    counters.type = PTR  # an opaque pointer, like every other pointer here
+    read = ir.Function(module, ir.FunctionType(I64, []), "llvm.readcyclecounter")
+
+    def timed(b: ir.IRBuilder, index: int, emit_call) -> None:
+        start = b.call(read, [])
+        emit_call()
+        elapsed = b.sub(b.call(read, []), start)
+        slot = b.gep(counters, [c64(0), c64(index)], source_etype=array_type)
+        b.store(b.add(b.load(slot, typ=I64), elapsed), slot)
+    return timed
+
+
+def emit_program(program: Program, gemm_names: dict[str, str], profile: bool = False) -> str:
     """The LLVM module for a program: its kernels and the `entry` builtin (module docstring);
-    `gemm_names` names the GEMM each matmul kernel calls."""
+    `gemm_names` names the GEMM each matmul kernel calls. With `profile`, each kernel call
+    adds its time-stamp-counter ticks to the global array KERNEL_TICKS."""
     module = ir.Module(program.name)
     module.triple = host().triple
     entry = _EntryBuilder(module, program)
@@ -176,15 +196,20 @@ def emit_program(program: Program, gemm_names: dict[str, str]) -> str:
         if buffer.kind == "temp":
             data[buffer.name] = entry.b.gep(data["arena"], [c64(buffer.offset)], source_etype=I8)
 
+    ticks = _tick_counters(module, len(program.kernels)) if profile else None
+
     def run() -> None:
-        for kernel in program.kernels:
+        for index, kernel in enumerate(program.kernels):
             if isinstance(kernel, MatmulKernel):
                 fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.name])
                 args = [data[n] for n in kernel.buffers] + [data["gemm_scratch"]]
             else:
                 fn = emit_loop_kernel(module, kernel, program)
                 args = [data[n] for n in kernel.buffers]
-            entry.b.call(fn, args)
+            if ticks is None:
+                entry.b.call(fn, args)
+            else:
+                ticks(entry.b, index, lambda: entry.b.call(fn, args))
 
     entry.run_locked(run)
     entry.b.ret(outputs)

@@ -203,23 +203,30 @@ class GemmEmitter:
 
     # ---- tile store ------------------------------------------------------------------
     def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
-                        row: ir.Value, col: ir.Value, add_dst: bool,
-                        epilogue: Epilogue | None, mask: ir.Value | None) -> None:
-        """dst[i, j] = epilogue((dst[i, j] if add_dst) + acc[i, j]): the one place C is written.
-        With `mask` (tiles one vector wide), only its lanes are read and written."""
+                        row: ir.Value, col: ir.Value, add_dst: ir.Value, last: ir.Value,
+                        mask: ir.Value | None = None) -> None:
+        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j], through the epilogue if `last`:
+        the one place C is written. With `mask` (tiles one vector wide), only its lanes.
+
+        One straight-line store whatever the flags: the old value is loaded and the epilogue
+        computed always, and selects keep what applies (a tile store runs once per KC-deep
+        microkernel, so that costs ~1%). A branch per (add, last) case made four copies of
+        every store and epilogue, which took most of the module's compile time."""
         b = self.b
         align = ir.Constant(I32, self.es)
+        always_add = self.cfg.accumulate
         for i, acc_row in enumerate(acc):
             p_row = self.gep(dst, b.mul(c64(i), rs))
             r = b.add(row, c64(i))
             for v, x in enumerate(acc_row):
                 p = self.gep(p_row, v * self.w)
-                if add_dst:
-                    old = (b.load(p, typ=self.vt, align=self.es) if mask is None else
-                           b.call(self.masked_load, [p, align, mask, ir.Constant(self.vt, None)]))
-                    x = b.fadd(old, x)
-                if epilogue is not None:
-                    x = epilogue(b, x, r, b.add(col, c64(v * self.w)), self.macro.args[-1])
+                old = (b.load(p, typ=self.vt, align=self.es) if mask is None else
+                       b.call(self.masked_load, [p, align, mask, ir.Constant(self.vt, None)]))
+                x = b.fadd(old, x) if always_add else b.select(add_dst, b.fadd(old, x), x)
+                if self.epilogue is not None:
+                    final = self.epilogue(b, x, r, b.add(col, c64(v * self.w)),
+                                          self.macro.args[-1])
+                    x = b.select(last, final, x)
                 if mask is None:
                     b.store(x, p, align=self.es)
                 else:
@@ -237,37 +244,13 @@ class GemmEmitter:
             self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
         dst = b.select(edge, self.tile, c)
         rs = b.select(edge, c64(cfg.nr), rsc)
-        self._store_variants(acc, dst, rs, row, col, need_c, last, None)
+        self.emit_store_tile(acc, dst, rs, row, col, need_c, last)
         with b.if_then(edge):
             self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
 
     def reads_c(self, first: ir.Value) -> ir.Value:
         """Whether a tile's store adds to C: every K block after the first, or always."""
         return ir.Constant(ir.IntType(1), 1) if self.cfg.accumulate else self.b.not_(first)
-
-    def _store_variants(self, acc, dst, rs, row, col, need_c, last, mask) -> None:
-        """Branch on (add C?, final tile?) so each store variant is straight-line code."""
-        b = self.b
-        final = self.epilogue is not None
-        with b.if_else(need_c) as (add_c, no_c):
-            with add_c:
-                self._store_maybe_final(acc, dst, rs, row, col, True, last if final else None,
-                                        mask)
-            with no_c:
-                if not self.cfg.accumulate:
-                    self._store_maybe_final(acc, dst, rs, row, col, False,
-                                            last if final else None, mask)
-
-    def _store_maybe_final(self, acc, dst, rs, row, col, add_dst: bool,
-                           last: ir.Value | None, mask: ir.Value | None) -> None:
-        if last is None:
-            self.emit_store_tile(acc, dst, rs, row, col, add_dst, None, mask)
-            return
-        with self.b.if_else(last) as (is_last, not_last):
-            with is_last:
-                self.emit_store_tile(acc, dst, rs, row, col, add_dst, self.epilogue, mask)
-            with not_last:
-                self.emit_store_tile(acc, dst, rs, row, col, add_dst, None, mask)
 
     def emit_copy(self, src: ir.Value, src_rs: ir.Value, dst: ir.Value, dst_rs: ir.Value,
                   rows: ir.Value, cols: ir.Value, src_cs: ir.Value | None = None) -> None:
@@ -567,7 +550,7 @@ class GemmEmitter:
             self.emit_prefetch_c(c_tile, blk.rsc, tall, 1)
             acc = self.emit_kernel(self.gep(base, b.mul(ir_, step)), a_rs, a_ks, b_ptr, b_ks,
                                    blk.kc, b_align, tall, 1)
-            self._store_variants(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last, mask)
+            self.emit_store_tile(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last, mask)
         return rows
 
     def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,

@@ -124,16 +124,21 @@ class NativeExecutable:
     as a tuple, or NotImplemented when an argument is not an ndarray of exactly the
     parameter's dtype and shape, C-contiguous; calling the executable converts such arguments."""
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, profile: bool = False):
+        """`profile`: count each kernel's time-stamp-counter ticks (`kernel_ticks`); such an
+        executable is not written to or read from the disk cache."""
         start = time.perf_counter()
         self.program = program
         dtypes = {b.name: b.dtype for b in program.buffers}
         names = {k.name: gemm_symbol(k, dtypes)
                  for k in program.kernels if isinstance(k, MatmulKernel)}
         pyabi.export_symbols()
-        store = disk_cache.entry(_program_source(program, names), f"program @{program.name}")
-        self.module = engine.compile_cached(lambda: entry.emit_program(program, names), "light",
-                                            store)
+        store = None if profile else disk_cache.entry(_program_source(program, names),
+                                                      f"program @{program.name}")
+        self.module = engine.compile_cached(
+            lambda: entry.emit_program(program, names, profile), "light", store)
+        self._ticks = (None if not profile else (ctypes.c_int64 * len(program.kernels))
+                       .from_address(self.module.address(entry.KERNEL_TICKS, variable=True)))
         gemm_bytes = _gemm_scratch_bytes(program)
         scratch = [aligned_empty(max(program.scratch_bytes, ALIGN)),
                    aligned_empty(max(gemm_bytes, ALIGN))]
@@ -146,6 +151,13 @@ class NativeExecutable:
                       "scratch_bytes": program.scratch_bytes + gemm_bytes,
                       "backend": "native",
                       "cache": self.module.cache}  # the program's code: "hit", "miss" or "off"
+
+    def kernel_ticks(self) -> list[int]:
+        """Time-stamp-counter ticks spent in each kernel over all calls so far (profiling
+        executables only)."""
+        if self._ticks is None:
+            raise ValueError("compiled without profile=True: no kernel counters")
+        return list(self._ticks)
 
     def __call__(self, arrays: Sequence) -> list[np.ndarray]:
         """Run on any array-likes of the parameters' shapes; each is converted (once) to the

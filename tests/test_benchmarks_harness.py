@@ -121,3 +121,15 @@ def test_runner_drops_a_timing_whose_last_result_is_wrong(monkeypatch):
     timed = {e["system"] for e in events if e["event"] == "timing"}
     assert timed == {"numpy"}
     assert any(e.get("status") == "failed" and "after timing" in e["error"] for e in events)
+
+
+def test_kernel_profile_accounts_for_every_kernel():
+    from benchmarks import kernel_profile
+    out = io.StringIO()
+    with redirect_stdout(out):
+        kernel_profile.profile("sum_sigmoid_matmul_grad_64", calls=3)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("sum(sigmoid(A@B)) +grads n=64:")
+    kernels = [line for line in lines[1:] if re.match(r"\s+k\d+\s+[\d.]+ us", line)]
+    assert len(kernels) == 4  # three matmuls and the fused sigmoid kernel
+    assert sum("GFLOP/s" in line for line in kernels) == 3

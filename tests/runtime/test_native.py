@@ -104,6 +104,18 @@ def test_fusion_makes_one_kernel_of_elementwise_chains_and_their_reduction():
     assert _kernels(lambda a, b, c: jit.sum(jit.sigmoid(a * b + c)), a, a, a) == 1
 
 
+def test_profiled_executables_count_ticks_per_kernel():
+    x = np.ones((8, 8), np.float32)
+    traced = jit.make_ir(lambda x: jit.sum(jit.sigmoid(x @ x)))(x)
+    program = loops.verify(passes.lower(passes.optimize(traced)))
+    profiled = runtime.NativeExecutable(program, profile=True)
+    assert profiled.kernel_ticks() == [0] * len(program.kernels)
+    assert_matches(traced, [x], profiled([x]))
+    assert all(t > 0 for t in profiled.kernel_ticks())
+    with pytest.raises(ValueError, match="profile=True"):
+        runtime.NativeExecutable(program).kernel_ticks()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_row_tails_of_every_length(dtype):
     """Rows of 1 to 2W+1 elements end in one masked vector: each stage's loads, stores,
