@@ -19,8 +19,9 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
-# epilogue(builder, acc_vector, row_index, col_index, epi) -> vector, applied to final tiles
-# only; `epi` is the GEMM's last argument, passed through untouched (the epilogue's operands).
+# epilogue(builder, acc_vector, row_index, col_index, epi) -> vector, kept for final tiles
+# only (computed on every tile store, so it must not fault: operand loads clamp their indices);
+# `epi` is the GEMM's last argument, passed through untouched (the epilogue's operands).
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value], ir.Value]
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
@@ -211,7 +212,7 @@ class GemmEmitter:
         One straight-line store whatever the flags: the old value is loaded and the epilogue
         computed always, and selects keep what applies (a tile store runs once per KC-deep
         microkernel, so that costs ~1%). A branch per (add, last) case made four copies of
-        every store and epilogue, which took most of the module's compile time."""
+        every store and epilogue: an epilogue GEMM's IR took 104 ms to emit, now 48."""
         b = self.b
         align = ir.Constant(I32, self.es)
         always_add = self.cfg.accumulate
@@ -592,7 +593,7 @@ class GemmEmitter:
         b, cfg = self.b, self.cfg
         col = b.add(blk.jc, jr)
         c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), col))
-        self.emit_prefetch_c(c_tile, blk.rsc, mr, self.nv)
+        self.emit_prefetch_c(c_tile, blk.rsc, mr, nv)
         b_ptr, b_ks, b_align = b_panel(jr)
         acc = self.emit_kernel(*a_panel, b_ptr, b_ks, blk.kc, b_align, mr, nv)
         self.emit_write_tile(acc, c_tile, blk.rsc, row, col, mr_eff,
