@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 
 import llvmlite.binding as llvm
 import numpy as np
 
 HEADER = object.__basicsize__
+REFCOUNT = 0            # ob_refcnt, the object header's first field
 ARRAY_DATA = HEADER
 ARRAY_NDIM = HEADER + 8
 ARRAY_DIMS = HEADER + 16
@@ -23,11 +25,13 @@ ARRAY_FLAGS = HEADER + 48
 TUPLE_ITEMS = tuple.__basicsize__
 C_CONTIGUOUS = 0x0001   # NPY_ARRAY_C_CONTIGUOUS
 ALIGNED = 0x0100        # NPY_ARRAY_ALIGNED
+OWNDATA = 0x0004        # NPY_ARRAY_OWNDATA
+WRITEABLE = 0x0400      # NPY_ARRAY_WRITEABLE
 _PYARRAY_EMPTY = 184    # PyArray_Empty's slot in numpy's C API table (stable since numpy 1.0)
 
 # The CPython functions the entry calls, by their exported names.
 _PYTHON_FUNCTIONS = ("PyEval_SaveThread", "PyEval_RestoreThread", "Py_IncRef", "Py_DecRef",
-                     "PyTuple_New", "PyTuple_SetItem")
+                     "PyTuple_New", "PyTuple_SetItem", "PyList_GetItem", "PyList_SetItem")
 
 
 def _read(address: int, ctype) -> int:
@@ -60,7 +64,10 @@ def _check_array_layout(array_empty: int) -> None:
             or _read(base + ARRAY_DESCR, ctypes.c_void_p) != id(probe.dtype)
             or bool(flags & C_CONTIGUOUS) or not flags & ALIGNED
             or not isinstance(empty, np.ndarray) or empty.shape != (4, 7)
-            or empty.dtype is not descr):
+            or empty.dtype is not descr
+            or _read(id(empty) + ARRAY_FLAGS, ctypes.c_int) & (OWNDATA | WRITEABLE)
+            != OWNDATA | WRITEABLE
+            or _read(id(empty) + REFCOUNT, ctypes.c_ssize_t) != sys.getrefcount(empty) - 1):
         raise ImportError(f"numpy {np.__version__} lays out its arrays differently from what "
                           f"tensorjit's native entry reads (runtime/pyabi.py)")
 
@@ -75,6 +82,7 @@ def export_symbols() -> None:
     for name in _PYTHON_FUNCTIONS:
         llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
     llvm.add_symbol("_Py_NotImplementedStruct", id(NotImplemented))
+    llvm.add_symbol("_Py_NoneStruct", id(None))
     llvm.add_symbol("PyArray_Type", id(np.ndarray))
     llvm.add_symbol("PyArray_Empty", array_empty)
     llvm.add_symbol("sched_yield", ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value)

@@ -1,9 +1,10 @@
 """The native entry's contract (runtime/entry.py): it checks its arguments itself, allocates
-fresh outputs, and answers NotImplemented for anything it cannot take as it is, which the
+outputs (or takes back its own that nobody holds), and answers NotImplemented for anything it cannot take as it is, which the
 executable then converts."""
 import pickle
 import sys
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -42,6 +43,55 @@ def test_entry_returns_a_tuple_of_fresh_outputs(scale):
     assert first is not second and not np.shares_memory(first, second)
     assert not np.shares_memory(first, x)
     assert first.flags.c_contiguous and first.flags.writeable and first.flags.owndata
+
+
+def test_an_output_nobody_holds_is_reused(scale):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    first, = scale.entry(x)
+    first_id = id(first)
+    first[...] = -1  # whatever the caller did to it, the next result is computed afresh
+    del first
+    again, = scale.entry(x)
+    assert id(again) == first_id
+    np.testing.assert_array_equal(again, x * 2)
+
+
+def test_outputs_still_seen_anywhere_are_never_reused(scale):
+    """A held result, a view of one, and a result changed in shape, dtype or writeability
+    keep their memory; the two generations serve `params = step(params)` loops."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    held, = scale.entry(x)
+    view = scale.entry(x)[0][1:]
+    for result in (scale.entry(x)[0] for _ in range(4)):
+        assert not np.shares_memory(result, held) and not np.shares_memory(result, view)
+    np.testing.assert_array_equal(held, x * 2)
+    np.testing.assert_array_equal(view, (x * 2)[1:])
+
+    def reshape(a):
+        a.shape = (3, 2)
+
+    def retype(a):
+        a.dtype = np.int32
+
+    def freeze(a):
+        a.flags.writeable = False
+
+    for change in (reshape, retype, freeze):
+        changed, = scale.entry(x)
+        change(changed)
+        alive = weakref.ref(changed)
+        del changed  # only the entry's list of recent outputs holds it now
+        result, = scale.entry(x)
+        assert result is not alive()  # (the list may drop it: nobody can use it again)
+        assert result.shape == (2, 3) and result.dtype == np.float32 and result.flags.writeable
+
+    params, = scale.entry(x)
+    seen = set()
+    for _ in range(6):
+        params, = scale.entry(params)
+        seen.add(id(params))
+    assert len(seen) == 2  # two arrays alternate: the last result is the next call's input
+    np.testing.assert_array_equal(params, x * 2 ** 7)
 
 
 @pytest.mark.parametrize("args", [
@@ -99,12 +149,15 @@ def test_executable_rejects_wrong_shapes_and_counts(scale):
 def test_entry_keeps_reference_counts(scale):
     x = np.ones((2, 3), np.float32)
     dtype = np.dtype(np.float32)
+    for _ in range(3):
+        out = scale.entry(x)
     before = sys.getrefcount(x), sys.getrefcount(dtype)
     for _ in range(1000):
         out = scale.entry(x)
-    assert (sys.getrefcount(x), sys.getrefcount(dtype)) == (before[0], before[1] + 1)
+    assert (sys.getrefcount(x), sys.getrefcount(dtype)) == before
     plain = (np.ones(3),)
-    assert sys.getrefcount(out) == 2 and sys.getrefcount(out[0]) == sys.getrefcount(plain[0])
+    # the output is held by its tuple and by the entry's list of recent outputs
+    assert sys.getrefcount(out) == 2 and sys.getrefcount(out[0]) == sys.getrefcount(plain[0]) + 1
     for _ in range(100):
         scale.entry(np.zeros(3))
     assert sys.getrefcount(NotImplemented) > 1
