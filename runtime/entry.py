@@ -173,8 +173,9 @@ class _EntryBuilder:
             b.call(incref, [descr])  # PyArray_Empty steals it
             fresh = b.call(empty, [ir.Constant(I32, len(shape)), dims, descr, ir.Constant(I32, 0)])
             self._unless_null(fresh, f"allocated_{name}", [(decref, outputs)])
-            # The list keeps a reference in the first empty slot, else the last one (whose
-            # array, still held elsewhere, loses only the list's reference).
+            # The list keeps a reference in the first empty slot, else in the last one, whose
+            # array is held elsewhere (it loses only the list's reference) or was changed
+            # beyond reuse (it is freed).
             none = self.extern_global("_Py_NoneStruct")
             slot = c64(first_slot + GENERATIONS - 1)
             for g in reversed(range(GENERATIONS - 1)):
