@@ -3,8 +3,9 @@
 The native entry (runtime/entry.py) reads ndarray fields and calls a few C functions itself,
 which is what makes a call cost about a tenth of a microsecond. The offsets follow numpy's
 public struct (PyArrayObject_fields: data, nd, dimensions, strides, base, descr, flags after
-the object header) and are checked once against a probe array, so a numpy with another layout
-fails loudly here instead of letting native code read the wrong memory.
+the object header) and, with the reference count it reads to reuse an output array nobody
+holds, are checked once against probe arrays, so a numpy or Python with another layout fails
+loudly here instead of letting native code read the wrong memory.
 """
 from __future__ import annotations
 
