@@ -44,6 +44,11 @@ class Access:
     offset: int
     strides: tuple[int, ...]   # one per iteration dimension (outer, then the stage's inner)
 
+    @property
+    def row_step(self) -> int:
+        """Elements between consecutive iterations of the innermost loop (0: the same one)."""
+        return self.strides[-1] if self.strides else 0
+
     def __str__(self) -> str:
         terms = [str(self.offset)] if self.offset or not any(self.strides) else []
         terms += [f"{s}*i{d}" if s != 1 else f"i{d}" for d, s in enumerate(self.strides) if s]

@@ -187,11 +187,9 @@ class StageEmitter:
     def masks_fit(self) -> bool:
         """Whether a row's tail can run as one masked vector: every load contiguous or
         broadcast along the row, every store contiguous or accumulating into one element."""
-        def step(access: Access) -> int:
-            return access.strides[-1] if access.strides else 0
         loads = [e.attr("access") for e in self.stage.exprs if e.op == "load"]
-        return (self.lanes > 1 and all(step(a) in (0, 1) for a in loads)
-                and all(step(s.access) == 1 or (step(s.access) == 0 and s.combine)
+        return (self.lanes > 1 and all(a.row_step in (0, 1) for a in loads)
+                and all(s.access.row_step == 1 or (s.access.row_step == 0 and s.combine)
                         for s in self.stage.stores))
 
     def streamed_row(self, index: list[ir.Value], n: int) -> None:
@@ -234,7 +232,7 @@ class StageEmitter:
     def load(self, access: Access, index: list[ir.Value], lanes: int,
              mask: ir.Value | None = None) -> ir.Value:
         b, dtype = self.b, self.dtypes[access.buffer]
-        step = access.strides[-1] if access.strides else 0
+        step = access.row_step
         if lanes == 1 or step == 0:
             value = b.load(self.address(access, index), typ=memory_type(dtype))
             value = b.icmp_unsigned("!=", value, ir.Constant(I8, 0)) if dtype.is_bool else value
@@ -261,7 +259,7 @@ class StageEmitter:
         only those lanes (a contiguous store)."""
         b = self.b
         lanes = lanes_of(value)
-        step = access.strides[-1] if access.strides else 0
+        step = access.row_step
         if dtype.is_bool:
             value = b.zext(value, ir.VectorType(I8, lanes) if lanes > 1 else I8)
         if mask is not None and lanes > 1:
@@ -320,7 +318,7 @@ class StageEmitter:
             b.store(combine(b, r.kind, dtype, b.load(acc), active(value, r.kind, dtype)), acc)
         for s in stage.stores:
             value, dtype = values[s.expr], stage.exprs[s.expr].dtype
-            step = s.access.strides[-1] if s.access.strides else 0
+            step = s.access.row_step
             if s.combine is not None:
                 if lanes > 1 and step == 0:
                     value = horizontal(b, s.combine, dtype, active(value, s.combine, dtype))
