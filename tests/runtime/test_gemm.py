@@ -18,13 +18,16 @@ EDGE_SIZES = (1, 3, 7, 17, 63, 65, 129, 255, 257)
 
 def variants(dtype: str) -> dict[str, gemm.GemmConfig]:
     """The host config, one forced through tiny blocks (every loop runs several times,
-    several KC blocks accumulate) and one forced down the direct (unpacked) path."""
+    several KC blocks accumulate), the host blocks forced down the packed path (row-major
+    operands too, which the host reads in place at these sizes) and one forced down the
+    direct (unpacked) path."""
     cfg = gemm.gemm_config(dtype)
     return {
         "host": cfg,
         "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, direct_b_bytes=0),
         "tiny_odd": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr,
                                         direct_b_bytes=0),
+        "packed": dataclasses.replace(cfg, direct_b_bytes=0),
         "direct": dataclasses.replace(cfg, direct_b_bytes=1 << 62, direct_k=1 << 62),
     }
 
@@ -63,7 +66,8 @@ LAYOUTS = ("C", "T", "strided", "strided_T")
 
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 300), n=st.integers(1, 300), k=st.integers(1, 300),
-       dtype=st.sampled_from(DTYPES), variant=st.sampled_from(("host", "tiny", "direct")),
+       dtype=st.sampled_from(DTYPES),
+       variant=st.sampled_from(("host", "tiny", "packed", "direct")),
        la=st.sampled_from(LAYOUTS), lb=st.sampled_from(LAYOUTS), seed=st.integers(0, 99))
 def test_random_shapes(kernels, m, n, k, dtype, variant, la, lb, seed):
     rng = np.random.default_rng(seed)
@@ -72,7 +76,7 @@ def test_random_shapes(kernels, m, n, k, dtype, variant, la, lb, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", ("host", "tiny", "tiny_odd", "direct"))
+@pytest.mark.parametrize("variant", ("host", "tiny", "tiny_odd", "packed", "direct"))
 def test_edge_sizes(kernels, dtype, variant):
     rng = np.random.default_rng(1)
     sizes = EDGE_SIZES
