@@ -296,21 +296,38 @@ class GemmEmitter:
                     nc: ir.Value, dst: ir.Value) -> None:
         """B[0:kc, 0:nc] -> NR-column micro-panels, each kc x NR; vector copy when csb == 1."""
         b, nr = self.b, self.cfg.nr
-        with self.loop(c64(0), nc, nr) as p:
-            valid = self.imin(c64(nr), b.sub(nc, p))
-            src = self.gep(bsrc, b.mul(p, csb))
-            d = self.gep(dst, b.mul(p, kc))
-            transposed = b.and_(b.icmp_signed("==", rsb, c64(1)),
-                                b.icmp_signed("==", valid, c64(nr)))
-            with b.if_else(b.icmp_signed("==", csb, c64(1))) as (vec, other):
-                with vec:
-                    self.emit_vector_panel(src, rsb, valid, kc, d)
-                with other:
+        with b.if_else(b.icmp_signed("==", csb, c64(1))) as (rows, other):
+            with rows:
+                self.emit_row_panels(bsrc, rsb, kc, nc, dst)
+            with other:
+                with self.loop(c64(0), nc, nr) as p:
+                    valid = self.imin(c64(nr), b.sub(nc, p))
+                    src = self.gep(bsrc, b.mul(p, csb))
+                    d = self.gep(dst, b.mul(p, kc))
+                    transposed = b.and_(b.icmp_signed("==", rsb, c64(1)),
+                                        b.icmp_signed("==", valid, c64(nr)))
                     with b.if_else(transposed) as (columns, scalar):
                         with columns:
                             b.call(self.pack_columns, [src, csb, kc, d])
                         with scalar:
                             self.emit_panel_copy(src, csb, rsb, valid, nr, kc, d)
+
+    def emit_row_panels(self, bsrc: ir.Value, rsb: ir.Value, kc: ir.Value, nc: ir.Value,
+                        dst: ir.Value) -> None:
+        """Full NR-column panels of a B with contiguous rows, row by row: each source row
+        is read front to back once (panel by panel, kc rows would be read a few lines at a
+        time); the last nc % NR columns as one masked panel."""
+        b, nr = self.b, self.cfg.nr
+        nfull = b.sub(nc, b.srem(nc, c64(nr)))
+        with self.loop(c64(0), kc, 1) as k, self.loop(c64(0), nfull, nr) as p:
+            s_row = self.gep(bsrc, b.add(b.mul(k, rsb), p))
+            d_row = self.gep(dst, b.add(b.mul(p, kc), b.mul(k, c64(nr))))
+            for v in range(self.nv):
+                x = b.load(self.gep(s_row, v * self.w), typ=self.vt, align=self.es)
+                b.store(x, self.gep(d_row, v * self.w), align=min(64, self.cfg.vector_bytes))
+        with b.if_then(b.icmp_signed("<", nfull, nc)):
+            self.emit_vector_panel(self.gep(bsrc, nfull), rsb, b.sub(nc, nfull), kc,
+                                   self.gep(dst, b.mul(nfull, kc)))
 
     def emit_transposed_panel(self, src: ir.Value, csb: ir.Value, kc: ir.Value,
                               dst: ir.Value) -> None:
