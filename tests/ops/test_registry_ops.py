@@ -78,6 +78,12 @@ def _pow_domain(values, rng):
     return [0.3 + np.abs(x), np.clip(y, -2.5, 2.5)]
 
 
+def _c_pow(x, y):
+    """C99 pow, which the native code calls: numpy's float_power computes it in float64;
+    np.power turns an exponent of 0.5 into a square root (NaN at -inf, not +inf)."""
+    return np.float_power(x, y) if np.result_type(x, y).kind == "f" else np.power(x, y)
+
+
 def _no_ties(values, rng):
     """maximum/minimum: the tensor operand sits 0.2 .. 1.2 above or below the other."""
     x, y = (np.asarray(v, np.float64) for v in values)
@@ -104,7 +110,7 @@ TABLE: dict[str, Case] = {
     "sub": Case(np.subtract, 2),
     "mul": Case(np.multiply, 2),
     "div": Case(np.true_divide, 2, _away_from_zero(1)),
-    "pow": Case(np.power, 2, _pow_domain),
+    "pow": Case(_c_pow, 2, _pow_domain),
     "maximum": Case(np.maximum, 2, _no_ties),
     "minimum": Case(np.minimum, 2, _no_ties),
     "lt": Case(np.less, 0),
