@@ -11,7 +11,7 @@ A `MatmulKernel` is a call of the generated GEMM on strided operands.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -215,12 +215,18 @@ def stage_lanes(stage: Stage, vector_bytes: int) -> int:
     return max(1, vector_bytes // widest)
 
 
-def format_kernel(kernel: Kernel, vector_bytes: int | None = None) -> list[str]:
+MatmulSchedule = Callable[[MatmulKernel], Sequence[str]]
+
+
+def format_kernel(kernel: Kernel, vector_bytes: int | None = None,
+                  schedule: MatmulSchedule | None = None) -> list[str]:
     if isinstance(kernel, MatmulKernel):
         lines = [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
                  f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   "
                  f"({', '.join(kernel.computes)})",
                  f"  a = {kernel.a}", f"  b = {kernel.b}", f"  c = {kernel.c}"]
+        if schedule is not None:
+            lines += [f"  {line}" for line in schedule(kernel)]
         if kernel.epilogue is not None:
             lines.append("  epilogue on each final tile: for i0 in [0, {}) i1 in [0, {})".format(
                 kernel.m, kernel.n))
@@ -248,15 +254,17 @@ def format_kernel(kernel: Kernel, vector_bytes: int | None = None) -> list[str]:
     return lines
 
 
-def to_text(program: Program, vector_bytes: int | None = None) -> str:
-    """The program as text; with the target's vector size, each stage shows its vector width."""
+def to_text(program: Program, vector_bytes: int | None = None,
+            schedule: MatmulSchedule | None = None) -> str:
+    """The program as text; with the target's vector size, each stage shows its vector width,
+    and with the target's `schedule`, each matmul its blocks, packing and register tiles."""
     lines = [f"program @{program.name}   (scratch {program.scratch_bytes} bytes)"]
     for b in program.buffers:
         where = f" at +{b.offset}" if b.kind == "temp" else ""
         lines.append(f"  buffer %{b.name}: {b.dtype}[{','.join(map(str, b.shape))}] "
                      f"{b.kind}{where}")
     for kernel in program.kernels:
-        lines += ["  " + line for line in format_kernel(kernel, vector_bytes)]
+        lines += ["  " + line for line in format_kernel(kernel, vector_bytes, schedule)]
     return "\n".join(lines) + "\n"
 
 

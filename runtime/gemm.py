@@ -20,7 +20,8 @@ column stride is never packed (its micro-panel stays in L1 while jr sweeps the p
 in L2); when B (rows contiguous) fits in L2 and an A micro-panel in half of L1, nothing is
 packed: A and B are read in place, in one K block.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
-columns over one K block) that both paths call. Threads: hand each one a row range (offset A
+columns over one K block) that both paths call. `plan` says which path and packing a shape
+and layout get (the loops stage prints it under each matmul). Threads: hand each one a row range (offset A
 and C, pass its M) or, sharing packed B, a range of the ic loop (`emit_packed(m_lo, m_hi)`).
 
 Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
@@ -160,6 +161,90 @@ def scratch_bytes(config: GemmConfig, M: int, N: int, K: int) -> int:
     return max(64, up(b_block * config.itemsize, 64) + up(mc * kc * config.itemsize, 64))
 
 
+@dataclass(frozen=True)
+class GemmPlan:
+    """What the kernel of `config` does for one shape and layout. The kernel decides at run
+    time, from the sizes and strides (one compiled kernel serves every shape); `plan` mirrors
+    those decisions so the loops stage can show the schedule and tests can check it."""
+
+    config: GemmConfig
+    m: int
+    n: int
+    k: int
+    direct: bool    # A and B read in place, one K block
+    a_packing: str  # "none", "rows" (register transposes: A = x.T) or "panels" (MR-row)
+    b_packing: str  # "none", "rows", "transposes" (B = w.T) or "elements"
+    narrow: bool    # C one vector wide: tiles of narrow_mr rows
+
+    def lines(self) -> list[str]:
+        """The schedule as an indented loop nest (the loops stage prints it under the kernel)."""
+        cfg = self.config
+        w = cfg.vector_bytes // cfg.itemsize
+        vector = f"<{w} x f{8 * cfg.itemsize}>"
+        edge = self.n % cfg.nr
+        a = {"none": "read in place", "rows": "copied to rows by register transposes",
+             "panels": f"packed in {cfg.mr}-row panels"}[self.a_packing]
+        if self.direct:
+            kc = self.k
+            b = ("copied to one padded panel" if self.n < cfg.nr else
+                 "read in place" + (f", its last {edge} columns copied to a padded panel"
+                                    if edge else ""))
+            lines = [f"schedule: direct (B {self.k}x{self.n} within {cfg.direct_b_bytes >> 10}"
+                     f" KiB of L2, K <= {cfg.direct_k}): A {a}; B {b}"]
+            indent = "  "
+        else:
+            kc = min(cfg.kc, self.k)
+            blocks = max(1, -(-self.k // cfg.kc))
+            b = {"rows": "rows copied", "elements": "element copies",
+                 "transposes": "register transposes" + (
+                     f", the last {edge} columns by element copies" if edge else "")
+                 }[self.b_packing]
+            lines = [f"schedule: packed, blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}",
+                     f"  for jc in [0, {self.n}) step {cfg.nc}:",
+                     f"    for pc in [0, {self.k}) step {cfg.kc}:" + (
+                         f"   ({blocks} K blocks: the first stores C, the rest add to it)"
+                         if blocks > 1 else ""),
+                     f"      B[pc:+{kc}, jc:+{min(cfg.nc, self.n)}] -> {cfg.nr}-column panels"
+                     f" ({b})",
+                     f"      for ic in [0, {self.m}) step {cfg.mc}: A block {a}"]
+            indent = "        "
+        rows = self.m
+        if self.narrow:
+            tall = rows - rows % cfg.narrow_mr
+            lines.append(f"{indent}for ir in [0, {tall}) step {cfg.narrow_mr}: "
+                         f"{cfg.narrow_mr}x{w} tile (1 {vector} a row, {self.n} columns "
+                         f"stored), k in [0, {kc})")
+            rows -= tall
+        if rows:
+            nv, vectors = cfg.nr // w, -(-edge // w)
+            narrow_edge = 0 < vectors < nv
+            if self.n - (edge if narrow_edge else 0):
+                lines.append(f"{indent}for ir step {cfg.mr}, jr step {cfg.nr}: {cfg.mr}x{cfg.nr}"
+                             f" tile ({nv} {vector} a row), k in [0, {kc})")
+            if narrow_edge:
+                lines.append(f"{indent}the last {edge} columns: {cfg.mr}x{vectors * w} tiles "
+                             f"({vectors} {vector} a row)")
+            elif edge:
+                lines.append(f"{indent}the last {edge} columns: through a stack tile")
+            if rows % cfg.mr:
+                lines.append(f"{indent}the last {rows % cfg.mr} rows: tiles of that height")
+        return lines
+
+
+def plan(config: GemmConfig, m: int, n: int, k: int, a_strides: tuple[int, int],
+         b_strides: tuple[int, int]) -> GemmPlan:
+    """The schedule the kernel runs for C[m,n] = A[m,k] @ B[k,n] with these (row, column)
+    strides in elements: the choices `GemmEmitter.emit_body` and `emit_packed` make."""
+    (rsa, csa), (rsb, csb) = a_strides, b_strides
+    direct = reads_in_place(config, n, k) and csb == 1
+    a_packing = "none" if direct or csa == 1 else "rows" if rsa == 1 else "panels"
+    b_packing = ("none" if direct else "rows" if csb == 1 else
+                 "transposes" if rsb == 1 else "elements")
+    w = config.vector_bytes // config.itemsize
+    narrow = n <= w < config.nr and a_packing != "panels"
+    return GemmPlan(config, m, n, k, direct, a_packing, b_packing, narrow)
+
+
 _ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch", "epi") else ctypes.c_int64
              for n in ARG_NAMES]
 
@@ -238,5 +323,5 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return kernel_for(gemm_config(np.dtype(dtype).name))(a, b)
 
 
-__all__ = ["GemmConfig", "GemmKernel", "cache_sizes", "gemm_config", "gemm_llvm_ir",
-           "kernel_for", "matmul", "scratch_bytes"]
+__all__ = ["GemmConfig", "GemmKernel", "GemmPlan", "cache_sizes", "gemm_config",
+           "gemm_llvm_ir", "kernel_for", "matmul", "plan", "scratch_bytes"]

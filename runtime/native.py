@@ -55,6 +55,13 @@ def _gemm_config(kernel: MatmulKernel) -> gemm.GemmConfig:
     return _host_gemm_config("float32" if kernel.dtype.name == "f32" else "float64")
 
 
+def gemm_schedule(kernel: MatmulKernel) -> list[str]:
+    """What the host's GEMM does for this kernel's shape and strides (the loops stage)."""
+    a, b = kernel.a, kernel.b
+    return gemm.plan(_gemm_config(kernel), kernel.m, kernel.n, kernel.k, (a.rows, a.cols),
+                     (b.rows, b.cols)).lines()
+
+
 def _epilogue_key(kernel: MatmulKernel, dtypes: dict) -> tuple:
     """What makes two epilogues the same code: their expressions, with buffers numbered, and
     the dtypes of the buffers they load."""
@@ -180,7 +187,7 @@ class NativeExecutable:
 
     def stage_text(self, stage: str) -> str:
         if stage == "loops":
-            return loops_text(self.program, engine.host().vector_bytes)
+            return loops_text(self.program, engine.host().vector_bytes, gemm_schedule)
         if stage == "llvm":
             return self.module.optimized_ir
         if stage == "asm":

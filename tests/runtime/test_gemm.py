@@ -130,6 +130,54 @@ def test_no_writes_outside_c_or_scratch(dtype):
         assert np.all(scratch[nbytes:nbytes + 256] == 0xAB)
 
 
+PLAN_CASES = [  # (m, n, k), A layout, B layout
+    ((64, 64, 64), "C", "C"), ((64, 70, 64), "C", "C"), ((64, 70, 64), "T", "C"),
+    ((64, 64, 64), "C", "T"), ((100, 70, 300), "T", "T"), ((30, 70, 50), "strided", "T"),
+    ((30, 20, 600), "C", "C"), ((40, 600, 600), "C", "C"), ((40, 10, 30), "T", "strided"),
+    ((50, 5, 30), "C", "C"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plan_matches_what_the_kernel_packs(kernels, dtype):
+    """gemm.plan mirrors choices the kernel makes at run time; what it packs shows in
+    scratch: nothing when it reads A and B in place, B's block (or edge panel) when B is
+    packed, the A block after it when A is."""
+    kern = kernels[dtype, "host"]
+    cfg, es = kern.config, kern.config.itemsize
+    rng = np.random.default_rng(3)
+    seen = set()
+    for (m, n, k), la, lb in PLAN_CASES:
+        a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
+        plan = gemm.plan(cfg, m, n, k, tuple(x // es for x in a.strides),
+                         tuple(x // es for x in b.strides))
+        scratch = kern.scratch(gemm.scratch_bytes(cfg, m, n, k))
+        scratch[...] = 0xAB
+        reference_check(kern(a, b), a, b)
+        b_block = (k * cfg.nr * es if plan.direct else  # an edge panel, or a block
+                   -(-min(cfg.kc, k) * min(cfg.nc, -(-n // cfg.nr) * cfg.nr) * es // 64) * 64)
+        b_written = bool(np.any(scratch[:b_block] != 0xAB))
+        a_written = bool(np.any(scratch[b_block:] != 0xAB))
+        assert b_written == (not plan.direct or n % cfg.nr != 0), plan
+        assert a_written == (plan.a_packing != "none"), plan
+        seen.add((plan.direct, plan.a_packing, plan.b_packing, plan.narrow))
+    assert {d for d, *_ in seen} == {True, False}
+    assert {a for _, a, _, _ in seen} == {"none", "rows", "panels"}
+    assert {b for *_, b, _ in seen} == {"none", "rows", "transposes", "elements"}
+    assert {narrow for *_, narrow in seen} == {True, False}
+
+
+def test_plan_text_names_blocks_and_tiles():
+    cfg = gemm.gemm_config("float32")
+    packed = "\n".join(gemm.plan(cfg, 1000, 1000, 1000, (1, 1000), (1000, 1)).lines())
+    assert f"blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}" in packed
+    assert f"{cfg.mr}x{cfg.nr} tile" in packed and "register transposes" in packed
+    assert f"the last {1000 % cfg.mr} rows" in packed or 1000 % cfg.mr == 0
+    direct = "\n".join(gemm.plan(cfg, 128, 10, 256, (256, 1), (10, 1)).lines())
+    assert direct.startswith("schedule: direct")
+    assert f"{cfg.narrow_mr}x" in direct and "10 columns stored" in direct
+
+
 def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value,
          epi: ir.Value) -> ir.Value:
     zero = ir.Constant(acc.type, None)

@@ -155,6 +155,14 @@ def test_row_softmax_is_one_kernel_with_at_most_two_passes_reading_its_input():
     assert "vector" in lowered.as_text("loops") or "stage" in lowered.as_text("loops")
 
 
+def test_loops_stage_shows_each_matmul_schedule():
+    small, large = np.ones((64, 64), np.float32), np.ones((700, 700), np.float32)
+    text = jit.jit(lambda a, b: (a @ b, b.T @ a)).lower(small, small).as_text("loops")
+    assert text.count("schedule: direct") == 2
+    text = jit.jit(lambda a: a @ a).lower(large).as_text("loops")
+    assert "schedule: packed, blocks mc=" in text and "tile (" in text
+
+
 def test_gradient_programs_run_natively_and_match_the_interpreter():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 5, 7)), rng.standard_normal((7, 3))
