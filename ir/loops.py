@@ -215,11 +215,11 @@ def stage_lanes(stage: Stage, vector_bytes: int) -> int:
     return max(1, vector_bytes // widest)
 
 
-MatmulSchedule = Callable[[MatmulKernel], Sequence[str]]
+ScheduleText = Callable[[MatmulKernel], Sequence[str]]
 
 
 def format_kernel(kernel: Kernel, vector_bytes: int | None = None,
-                  schedule: MatmulSchedule | None = None) -> list[str]:
+                  schedule: ScheduleText | None = None) -> list[str]:
     if isinstance(kernel, MatmulKernel):
         lines = [f"kernel {kernel.name}: matmul {kernel.dtype}[{kernel.m}x{kernel.k}] @ "
                  f"[{kernel.k}x{kernel.n}] batch {list(kernel.batch)}   "
@@ -255,7 +255,7 @@ def format_kernel(kernel: Kernel, vector_bytes: int | None = None,
 
 
 def to_text(program: Program, vector_bytes: int | None = None,
-            schedule: MatmulSchedule | None = None) -> str:
+            schedule: ScheduleText | None = None) -> str:
     """The program as text; with the target's vector size, each stage shows its vector width,
     and with the target's `schedule`, each matmul its blocks, packing and register tiles."""
     lines = [f"program @{program.name}   (scratch {program.scratch_bytes} bytes)"]

@@ -21,8 +21,9 @@ in L2); when B (rows contiguous) fits in L2 and an A micro-panel in half of L1, 
 packed: A and B are read in place, in one K block.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
 columns over one K block) that both paths call. `plan` says which path and packing a shape
-and layout get (the loops stage prints it under each matmul). Threads: hand each one a row range (offset A
-and C, pass its M) or, sharing packed B, a range of the ic loop (`emit_packed(m_lo, m_hi)`).
+and layout get (the loops stage prints it under each matmul). Threads: hand each one a row
+range (offset A and C, pass its M) or, sharing packed B, a range of the ic loop
+(`emit_packed(m_lo, m_hi)`).
 
 Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
 shared noisy VM, interleaved medians; FMA peak ~265):
@@ -76,6 +77,11 @@ class GemmConfig:
     @property
     def itemsize(self) -> int:
         return ITEMSIZE[self.dtype]
+
+    @property
+    def lanes(self) -> int:
+        """Elements of one vector register."""
+        return self.vector_bytes // self.itemsize
 
 
 def cache_sizes() -> tuple[int, int, int]:
@@ -177,28 +183,28 @@ class GemmPlan:
     narrow: bool    # C one vector wide: tiles of narrow_mr rows
 
     def lines(self) -> list[str]:
-        """The schedule as an indented loop nest (the loops stage prints it under the kernel)."""
-        cfg = self.config
-        w = cfg.vector_bytes // cfg.itemsize
-        vector = f"<{w} x f{8 * cfg.itemsize}>"
+        """The schedule as an indented loop nest (the loops stage prints it under the kernel).
+        Row tiles are described per block of `mc` rows, a multiple of both tile heights."""
+        cfg, w = self.config, self.config.lanes
+        if self.m <= 0 or self.n <= 0:
+            return ["schedule: none (C is empty)"]
         edge = self.n % cfg.nr
         a = {"none": "read in place", "rows": "copied to rows by register transposes",
              "panels": f"packed in {cfg.mr}-row panels"}[self.a_packing]
         if self.direct:
-            kc = self.k
+            kc, rows, indent = self.k, self.m, "  "
             b = ("copied to one padded panel" if self.n < cfg.nr else
                  "read in place" + (f", its last {edge} columns copied to a padded panel"
                                     if edge else ""))
             lines = [f"schedule: direct (B {self.k}x{self.n} within {cfg.direct_b_bytes >> 10}"
                      f" KiB of L2, K <= {cfg.direct_k}): A {a}; B {b}"]
-            indent = "  "
         else:
-            kc = min(cfg.kc, self.k)
+            kc, rows, indent = min(cfg.kc, self.k), min(cfg.mc, self.m), "        "
             blocks = max(1, -(-self.k // cfg.kc))
             b = {"rows": "rows copied", "elements": "element copies",
                  "transposes": "register transposes" + (
                      f", the last {edge} columns by element copies" if edge else "")
-                 }[self.b_packing]
+                 }[self.b_packing if self.n >= cfg.nr else "elements"]
             lines = [f"schedule: packed, blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}",
                      f"  for jc in [0, {self.n}) step {cfg.nc}:",
                      f"    for pc in [0, {self.k}) step {cfg.kc}:" + (
@@ -207,27 +213,36 @@ class GemmPlan:
                      f"      B[pc:+{kc}, jc:+{min(cfg.nc, self.n)}] -> {cfg.nr}-column panels"
                      f" ({b})",
                      f"      for ic in [0, {self.m}) step {cfg.mc}: A block {a}"]
-            indent = "        "
-        rows = self.m
+        return lines + [indent + line for line in self._tile_lines(rows, kc)]
+
+    def _tile_lines(self, rows: int, kc: int) -> list[str]:
+        """The register tiles of a block of `rows` rows (the last block's remainders)."""
+        cfg, w = self.config, self.config.lanes
+        vector, nv = f"<{w} x f{8 * cfg.itemsize}>", cfg.nr // w
+        lines = []
+        if self.narrow and rows >= cfg.narrow_mr:
+            lines.append(f"for ir step {cfg.narrow_mr}: {cfg.narrow_mr}x{w} tile (1 {vector} "
+                         f"a row, {self.n} columns stored), k in [0, {kc})")
+        left = (self.m - 1) % rows + 1  # rows of the last block
         if self.narrow:
-            tall = rows - rows % cfg.narrow_mr
-            lines.append(f"{indent}for ir in [0, {tall}) step {cfg.narrow_mr}: "
-                         f"{cfg.narrow_mr}x{w} tile (1 {vector} a row, {self.n} columns "
-                         f"stored), k in [0, {kc})")
-            rows -= tall
-        if rows:
-            nv, vectors = cfg.nr // w, -(-edge // w)
-            narrow_edge = 0 < vectors < nv
-            if self.n - (edge if narrow_edge else 0):
-                lines.append(f"{indent}for ir step {cfg.mr}, jr step {cfg.nr}: {cfg.mr}x{cfg.nr}"
-                             f" tile ({nv} {vector} a row), k in [0, {kc})")
+            left %= cfg.narrow_mr
+        edge = self.n % cfg.nr
+        vectors = -(-edge // w)
+        narrow_edge = 0 < vectors < nv
+        if (rows if not self.narrow else left) >= cfg.mr:
+            wide_columns = self.n - edge if narrow_edge else self.n
+            if wide_columns:
+                lines.append(f"for ir step {cfg.mr}, jr step {cfg.nr}: {cfg.mr}x{cfg.nr} tile "
+                             f"({nv} {vector} a row), k in [0, {kc})")
             if narrow_edge:
-                lines.append(f"{indent}the last {edge} columns: {cfg.mr}x{vectors * w} tiles "
+                lines.append(f"the last {edge} columns: {cfg.mr}x{vectors * w} tiles "
                              f"({vectors} {vector} a row)")
             elif edge:
-                lines.append(f"{indent}the last {edge} columns: through a stack tile")
-            if rows % cfg.mr:
-                lines.append(f"{indent}the last {rows % cfg.mr} rows: tiles of that height")
+                lines.append(f"the last {edge} columns: through a stack tile")
+        if left % cfg.mr:
+            short = left % cfg.mr
+            lines.append(f"the last {short} rows: {short}x{cfg.nr} tiles ({nv} {vector} a row"
+                         + (", edge columns through a stack tile)" if edge else ")"))
         return lines
 
 
@@ -240,8 +255,7 @@ def plan(config: GemmConfig, m: int, n: int, k: int, a_strides: tuple[int, int],
     a_packing = "none" if direct or csa == 1 else "rows" if rsa == 1 else "panels"
     b_packing = ("none" if direct else "rows" if csb == 1 else
                  "transposes" if rsb == 1 else "elements")
-    w = config.vector_bytes // config.itemsize
-    narrow = n <= w < config.nr and a_packing != "panels"
+    narrow = n <= config.lanes < config.nr and a_packing != "panels"
     return GemmPlan(config, m, n, k, direct, a_packing, b_packing, narrow)
 
 

@@ -29,7 +29,7 @@ BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
 
 ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch", "epi")
 # The block function: one A row range against one B column range, over one K block.
-MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "b", "b_step", "b_ks", "b_edge", "nfull",
+MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "even_rows", "b", "b_step", "b_ks", "b_edge", "nfull",
               "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last", "epi")
 POINTER_ARGS = ("A", "B", "C", "scratch", "a", "b", "b_edge", "c", "epi", "src", "dst")
 
@@ -45,7 +45,7 @@ class GemmEmitter:
         self.cfg = cfg
         self.es = 4 if cfg.dtype == "float32" else 8
         self.t = ir.FloatType() if self.es == 4 else ir.DoubleType()
-        self.w = cfg.vector_bytes // self.es
+        self.w = cfg.lanes
         self.nv = cfg.nr // self.w
         self.vt = ir.VectorType(self.t, self.w)
         self.epilogue = epilogue
@@ -106,6 +106,9 @@ class GemmEmitter:
                                  ir.Constant(I32, 0))
         limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, self.w), None))
         return b.icmp_signed("<", lanes, limit)
+
+    def round_down(self, x: ir.Value, m: int) -> ir.Value:
+        return self.b.sub(x, self.b.srem(x, c64(m)))
 
     def round_up(self, x: ir.Value, m: int) -> ir.Value:
         return self.b.mul(self.b.sdiv(self.b.add(x, c64(m - 1)), c64(m)), c64(m))
@@ -318,16 +321,21 @@ class GemmEmitter:
         is read front to back once (panel by panel, kc rows would be read a few lines at a
         time); the last nc % NR columns as one masked panel."""
         b, nr = self.b, self.cfg.nr
-        nfull = b.sub(nc, b.srem(nc, c64(nr)))
+        nfull = self.round_down(nc, nr)
         with self.loop(c64(0), kc, 1) as k, self.loop(c64(0), nfull, nr) as p:
             s_row = self.gep(bsrc, b.add(b.mul(k, rsb), p))
             d_row = self.gep(dst, b.add(b.mul(p, kc), b.mul(k, c64(nr))))
             for v in range(self.nv):
                 x = b.load(self.gep(s_row, v * self.w), typ=self.vt, align=self.es)
                 b.store(x, self.gep(d_row, v * self.w), align=min(64, self.cfg.vector_bytes))
-        with b.if_then(b.icmp_signed("<", nfull, nc)):
-            self.emit_vector_panel(self.gep(bsrc, nfull), rsb, b.sub(nc, nfull), kc,
-                                   self.gep(dst, b.mul(nfull, kc)))
+        self.emit_edge_panel(bsrc, rsb, kc, nc, nfull, self.gep(dst, b.mul(nfull, kc)))
+
+    def emit_edge_panel(self, bsrc: ir.Value, rsb: ir.Value, kc: ir.Value, n: ir.Value,
+                        nfull: ir.Value, dst: ir.Value) -> None:
+        """Columns nfull..n of a B with contiguous rows (fewer than NR) as one padded panel."""
+        b = self.b
+        with b.if_then(b.icmp_signed("<", nfull, n)):
+            self.emit_vector_panel(self.gep(bsrc, nfull), rsb, b.sub(n, nfull), kc, dst)
 
     def emit_transposed_panel(self, src: ir.Value, csb: ir.Value, kc: ir.Value,
                               dst: ir.Value) -> None:
@@ -339,7 +347,7 @@ class GemmEmitter:
         to back before the next W (not NR rows a line at a time): +1-2%, 128x256 @ (256^2).T
         235 -> 238 GFLOP/s."""
         b, w, nr = self.b, self.w, self.cfg.nr
-        k_end = b.sub(kc, b.srem(kc, c64(w)))
+        k_end = self.round_down(kc, w)
         with self.loop(c64(0), c64(nr), w) as first, self.loop(c64(0), k_end, w) as k:
             rows = [b.load(self.gep(src, b.add(b.mul(b.add(first, c64(r)), csb), k)),
                            typ=self.vt, align=self.es) for r in range(w)]
@@ -360,8 +368,8 @@ class GemmEmitter:
         not kc rows a line each (too many streams for the prefetchers): A.T @ B at 1024
         221-226 -> 228 GFLOP/s (A @ B 236)."""
         b, w = self.b, self.w
-        rows_end = b.sub(mc, b.srem(mc, c64(w)))
-        k_end = b.sub(kc, b.srem(kc, c64(w)))
+        rows_end = self.round_down(mc, w)
+        k_end = self.round_down(kc, w)
         with self.loop(c64(0), k_end, w) as k, self.loop(c64(0), rows_end, w) as i:
             columns = [b.load(self.gep(a, b.add(b.mul(b.add(k, c64(t)), csa), i)),
                               typ=self.vt, align=self.es) for t in range(w)]
@@ -452,13 +460,13 @@ class GemmEmitter:
     def _emit_block_function(self) -> None:
         """`name.block`: the ir -> jr tile loops, emitted once and called by both paths.
 
-        A rows at a + i*a_rs step a_ks per k; micro-panel ir starts at a + ir*a_step.
-        B micro-panel jr < nfull is at b + jr*b_step stepping b_ks per k; later columns
-        come from the padded panel b_edge (k stride NR).
-        """
+        A rows at a + i*a_rs step a_ks per k; micro-panel ir starts at a + ir*a_step
+        (even_rows: a_step == a_rs, A is not in MR-row panels). B micro-panel jr < nfull is
+        at b + jr*b_step stepping b_ks per k; later columns come from the padded panel
+        b_edge (k stride NR)."""
         self._begin(self.macro)
         cfg, b = self.cfg, self.b
-        (a, a_step, a_rs, a_ks, bm, b_step, b_ks, b_edge, nfull,
+        (a, a_step, a_rs, a_ks, even_rows, bm, b_step, b_ks, b_edge, nfull,
          c, rsc, row0, col0, mc, nc, kc, first, last, _) = self.macro.args
 
         def b_panel(jr: ir.Value) -> tuple[ir.Value, ir.Value, int]:
@@ -467,7 +475,7 @@ class GemmEmitter:
                     b.select(full, b_ks, c64(cfg.nr)), self.es)
 
         blk = _Block(c, rsc, col0, nc, kc, b.icmp_signed("!=", first, c64(0)),
-                     b.icmp_signed("!=", last, c64(0)))
+                     b.icmp_signed("!=", last, c64(0)), b.icmp_signed("!=", even_rows, c64(0)))
         self._emit_macro_tile(blk, row0, mc, (a, a_step, a_rs, a_ks), b_panel)
         b.ret_void()
 
@@ -482,10 +490,10 @@ class GemmEmitter:
         """
         cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _, _ = self.fn.args
-        nfull = b.sub(n, b.srem(n, c64(cfg.nr)))
-        with b.if_then(b.icmp_signed("<", nfull, n)):
-            self.emit_vector_panel(self.gep(bm, nfull), rsb, b.sub(n, nfull), k, bp)
-        self._call_block(a, rsa, rsa, csa, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1, 1)
+        nfull = self.round_down(n, cfg.nr)
+        self.emit_edge_panel(bm, rsb, k, n, nfull, bp)
+        self._call_block(a, rsa, rsa, csa, 1, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1,
+                         1)
 
     def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
         """Goto/BLIS nest jc -> pc -> pack B -> ic -> (pack A) -> block over rows [m_lo, m_hi).
@@ -511,17 +519,17 @@ class GemmEmitter:
                     a_blk = self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa)))
                     with b.if_else(b.icmp_signed("==", csa, c64(1))) as (in_place, packed):
                         with in_place:
-                            self._call_block(a_blk, rsa, rsa, 1, *b_args, ic, jc, mc, nc, kc,
+                            self._call_block(a_blk, rsa, rsa, 1, 1, *b_args, ic, jc, mc, nc, kc,
                                              first, last)
                         with packed:
                             with b.if_else(b.icmp_signed("==", rsa, c64(1))) as (rows, panels):
                                 with rows:  # A = x.T: copied to row-major, then as in place
                                     b.call(self.pack_rows, [a_blk, csa, mc, kc, ap])
-                                    self._call_block(ap, kc, kc, 1, *b_args, ic, jc, mc, nc,
+                                    self._call_block(ap, kc, kc, 1, 1, *b_args, ic, jc, mc, nc,
                                                      kc, first, last)
                                 with panels:
                                     self.emit_pack_a(a_blk, rsa, csa, mc, kc, ap)
-                                    self._call_block(ap, kc, 1, cfg.mr, *b_args, ic, jc, mc,
+                                    self._call_block(ap, kc, 1, cfg.mr, 0, *b_args, ic, jc, mc,
                                                      nc, kc, first, last)
 
     def _emit_macro_tile(self, blk: _Block, ic: ir.Value, mc: ir.Value,
@@ -535,7 +543,7 @@ class GemmEmitter:
         cfg, b = self.cfg, self.b
         start = self._emit_narrow_rows(blk, ic, mc, a_src, b_panel) if self.nv > 1 else c64(0)
         rest = b.sub(mc, start)
-        full = b.add(start, b.sub(rest, b.srem(rest, c64(cfg.mr))))
+        full = b.add(start, self.round_down(rest, cfg.mr))
         with self.loop(start, full, cfg.mr) as ir_:
             self._emit_tile_row(blk, ic, ir_, self.imin(c64(cfg.mr), b.sub(mc, ir_)), a_src,
                                 b_panel, cfg.mr)
@@ -558,9 +566,8 @@ class GemmEmitter:
         cfg, b = self.cfg, self.b
         tall = cfg.narrow_mr
         base, step, a_rs, a_ks = a_src
-        narrow = b.and_(b.icmp_signed("<=", blk.nc, c64(self.w)),
-                        b.icmp_signed("==", step, a_rs))
-        rows = b.select(narrow, b.sub(mc, b.srem(mc, c64(tall))), c64(0))
+        narrow = b.and_(b.icmp_signed("<=", blk.nc, c64(self.w)), blk.even_rows)
+        rows = b.select(narrow, self.round_down(mc, tall), c64(0))
         mask = self.lanes_below(blk.nc)
         b_ptr, b_ks, b_align = b_panel(c64(0))
         need_c = self.reads_c(blk.first)
@@ -630,3 +637,4 @@ class _Block:
     kc: ir.Value
     first: ir.Value
     last: ir.Value
+    even_rows: ir.Value  # A's rows evenly spaced (not MR-row panels): tall narrow tiles allowed

@@ -130,24 +130,26 @@ def test_no_writes_outside_c_or_scratch(dtype):
         assert np.all(scratch[nbytes:nbytes + 256] == 0xAB)
 
 
-PLAN_CASES = [  # (m, n, k), A layout, B layout
-    ((64, 64, 64), "C", "C"), ((64, 70, 64), "C", "C"), ((64, 70, 64), "T", "C"),
-    ((64, 64, 64), "C", "T"), ((100, 70, 300), "T", "T"), ((30, 70, 50), "strided", "T"),
-    ((30, 20, 600), "C", "C"), ((40, 600, 600), "C", "C"), ((40, 10, 30), "T", "strided"),
-    ((50, 5, 30), "C", "C"),
-]
+def plan_cases(cfg: gemm.GemmConfig) -> list[tuple[tuple[int, int, int], str, str]]:
+    """(m, n, k), A layout, B layout: together every path, packing and tile kind of `plan`
+    on this host (sizes follow its tiles and limits)."""
+    nr, wide = cfg.nr, cfg.nr + 6
+    return [((64, nr, 64), "C", "C"), ((64, wide, 64), "C", "C"), ((64, wide, 64), "T", "C"),
+            ((64, nr, 64), "C", "T"), ((100, wide, 200), "T", "T"),
+            ((30, wide, 50), "strided", "T"), ((40, 2 * nr, cfg.direct_k + 1), "C", "C"),
+            ((40, wide, 30), "T", "strided"), ((50, max(1, cfg.lanes // 2), 30), "C", "C")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_plan_matches_what_the_kernel_packs(kernels, dtype):
     """gemm.plan mirrors choices the kernel makes at run time; what it packs shows in
     scratch: nothing when it reads A and B in place, B's block (or edge panel) when B is
-    packed, the A block after it when A is."""
+    packed, then the A block in the layout the plan names."""
     kern = kernels[dtype, "host"]
     cfg, es = kern.config, kern.config.itemsize
     rng = np.random.default_rng(3)
     seen = set()
-    for (m, n, k), la, lb in PLAN_CASES:
+    for (m, n, k), la, lb in plan_cases(cfg):
         a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
         plan = gemm.plan(cfg, m, n, k, tuple(x // es for x in a.strides),
                          tuple(x // es for x in b.strides))
@@ -156,10 +158,16 @@ def test_plan_matches_what_the_kernel_packs(kernels, dtype):
         reference_check(kern(a, b), a, b)
         b_block = (k * cfg.nr * es if plan.direct else  # an edge panel, or a block
                    -(-min(cfg.kc, k) * min(cfg.nc, -(-n // cfg.nr) * cfg.nr) * es // 64) * 64)
-        b_written = bool(np.any(scratch[:b_block] != 0xAB))
-        a_written = bool(np.any(scratch[b_block:] != 0xAB))
-        assert b_written == (not plan.direct or n % cfg.nr != 0), plan
-        assert a_written == (plan.a_packing != "none"), plan
+        assert np.any(scratch[:b_block] != 0xAB) == (not plan.direct or n % cfg.nr != 0), plan
+        packed_a = scratch[b_block:].view(dtype)
+        if plan.a_packing == "none":
+            assert np.all(scratch[b_block:] == 0xAB), plan
+        elif plan.a_packing == "rows":  # one block: A row-major, k contiguous
+            np.testing.assert_array_equal(packed_a[:m * k].reshape(m, k), a)
+        else:  # MR-row panels, k-major, the last rows repeated as padding
+            panels = -(-m // cfg.mr)
+            rows = packed_a[:panels * k * cfg.mr].reshape(panels, k, cfg.mr).transpose(0, 2, 1)
+            np.testing.assert_array_equal(rows.reshape(-1, k)[:m], a)
         seen.add((plan.direct, plan.a_packing, plan.b_packing, plan.narrow))
     assert {d for d, *_ in seen} == {True, False}
     assert {a for _, a, _, _ in seen} == {"none", "rows", "panels"}
@@ -167,15 +175,24 @@ def test_plan_matches_what_the_kernel_packs(kernels, dtype):
     assert {narrow for *_, narrow in seen} == {True, False}
 
 
-def test_plan_text_names_blocks_and_tiles():
-    cfg = gemm.gemm_config("float32")
-    packed = "\n".join(gemm.plan(cfg, 1000, 1000, 1000, (1, 1000), (1000, 1)).lines())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plan_text_names_blocks_and_tiles(dtype):
+    cfg = gemm.gemm_config(dtype)
+    mr, nr, w = cfg.mr, cfg.nr, cfg.lanes
+
+    def text(m, n, k, a_strides, b_strides):
+        return "\n".join(gemm.plan(cfg, m, n, k, a_strides, b_strides).lines())
+
+    packed = text(1000, 1000, 1000, (1, 1000), (1000, 1))
     assert f"blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}" in packed
-    assert f"{cfg.mr}x{cfg.nr} tile" in packed and "register transposes" in packed
-    assert f"the last {1000 % cfg.mr} rows" in packed or 1000 % cfg.mr == 0
-    direct = "\n".join(gemm.plan(cfg, 128, 10, 256, (256, 1), (10, 1)).lines())
-    assert direct.startswith("schedule: direct")
-    assert f"{cfg.narrow_mr}x" in direct and "10 columns stored" in direct
+    assert f"{mr}x{nr} tile" in packed and "register transposes" in packed
+    short = text(mr - 1, nr, 8, (8, 1), (nr, 1))  # only one short row tile runs
+    assert short.startswith("schedule: direct") and "for ir" not in short
+    assert f"the last {mr - 1} rows: {mr - 1}x{nr} tiles" in short
+    head = text(cfg.narrow_mr + mr + 1, w, 64, (64, 1), (w, 1))  # a one-vector-wide C
+    assert f"for ir step {cfg.narrow_mr}: {cfg.narrow_mr}x{w} tile" in head
+    assert f"the last {w} columns: {mr}x{w} tiles" in head and "the last 1 rows" in head
+    assert gemm.plan(cfg, 0, 5, 5, (5, 1), (5, 1)).lines() == ["schedule: none (C is empty)"]
 
 
 def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value,
