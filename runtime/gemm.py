@@ -185,7 +185,7 @@ class GemmPlan:
     def lines(self) -> list[str]:
         """The schedule as an indented loop nest (the loops stage prints it under the kernel).
         Row tiles are described per block of `mc` rows, a multiple of both tile heights."""
-        cfg, w = self.config, self.config.lanes
+        cfg = self.config
         if self.m <= 0 or self.n <= 0:
             return ["schedule: none (C is empty)"]
         edge = self.n % cfg.nr

@@ -488,9 +488,8 @@ class GemmEmitter:
 
         Only the last N % NR columns of B are copied, to a padded panel in scratch.
         """
-        cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, _, c, rsc, m, n, k, _, _ = self.fn.args
-        nfull = self.round_down(n, cfg.nr)
+        nfull = self.round_down(n, self.cfg.nr)
         self.emit_edge_panel(bm, rsb, k, n, nfull, bp)
         self._call_block(a, rsa, rsa, csa, 1, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1,
                          1)
