@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--transposed", default="", choices=("", "a", "b", "ab"),
                         help="operands stored transposed (a: x.T @ ct, b: ct @ w.T)")
     opts = parser.parse_args()
-    cases = [(d, shape) for d, shape in (s.split(":") for s in opts.only)] if opts.only else DEFAULT
+    cases = [tuple(s.split(":")) for s in opts.only] if opts.only else DEFAULT
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"warning: {var}={os.environ[var]} is set (run under env -u {var})")

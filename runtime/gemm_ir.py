@@ -29,8 +29,8 @@ BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
 
 ARG_NAMES = ("A", "rsa", "csa", "B", "rsb", "csb", "C", "rsc", "M", "N", "K", "scratch", "epi")
 # The block function: one A row range against one B column range, over one K block.
-MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "even_rows", "b", "b_step", "b_ks", "b_edge", "nfull",
-              "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last", "epi")
+MACRO_ARGS = ("a", "a_step", "a_rs", "a_ks", "even_rows", "b", "b_step", "b_ks", "b_edge",
+              "nfull", "c", "rsc", "row0", "col0", "mc", "nc", "kc", "first", "last", "epi")
 POINTER_ARGS = ("A", "B", "C", "scratch", "a", "b", "b_edge", "c", "epi", "src", "dst")
 
 

@@ -1,6 +1,6 @@
 """The native entry's contract (runtime/entry.py): it checks its arguments itself, allocates
-outputs (or takes back its own that nobody holds), and answers NotImplemented for anything it cannot take as it is, which the
-executable then converts."""
+outputs (or takes back its own that nobody holds), and answers NotImplemented for anything
+it cannot take as it is, which the executable then converts."""
 import pickle
 import sys
 import threading
