@@ -1,5 +1,6 @@
 """Matmul kernels in LLVM IR: the call of the generated GEMM per batch element, and the
-epilogue callback that runs a kernel's fused elementwise ops inside the GEMM's tile store."""
+epilogue callback that runs a kernel's fused elementwise ops on each final tile the GEMM
+stores (the record the GEMM passes it is described in runtime/gemm_ir.py)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,19 +8,21 @@ from typing import Sequence
 from llvmlite import ir
 
 from ir import DType
-from ir.loops import Access, MatmulKernel
-from runtime.codegen import (I32, I64, PTR, VOID, c64, counted_loop, emit_op, memory_type,
-                             splat)
-from runtime.elementwise import constant, lanes_of, llvm_type, type_suffix
-
+from ir.loops import Access, MatmulKernel, Stage
+from runtime.codegen import (I32, I64, PTR, VOID, c64, counted_loop, emit_op, masked_load,
+                             masked_store, memory_type, splat)
+from runtime.elementwise import constant, lanes_of, llvm_type
+from runtime.engine import host
+from runtime.gemm_ir import FINISH_TYPE
 
 GEMM_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64,
                                    PTR, PTR])
 
 
-def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str) -> ir.Function:
-    """Call the GEMM once per batch element, at that element's offsets; the epilogue's
-    operands go to it as an array of pointers."""
+def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str,
+                       dtypes: dict[str, DType]) -> ir.Function:
+    """Call the GEMM once per batch element, at that element's offsets. With an epilogue,
+    the GEMM gets the record [finish, operand pointers...]."""
     names = kernel.buffers + ("gemm_scratch",)
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(names)), kernel.name)
     fn.linkage = "internal"
@@ -29,13 +32,12 @@ def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str) 
     element = llvm_type(kernel.dtype)
     operands = kernel.epilogue_buffers
     epi = ir.Constant(PTR, None)
-    if kernel.epilogue is not None:  # [M, N, operand pointers...]: shapes stay run-time
-        epi = b.alloca(ir.ArrayType(I64, 2 + len(operands)))
+    if kernel.epilogue is not None:
+        epi = b.alloca(ir.ArrayType(PTR, 1 + len(operands)))
         epi.type = PTR  # an opaque pointer, like every other pointer here
-        b.store(c64(kernel.m), epi)
-        b.store(c64(kernel.n), b.gep(epi, [c64(1)], source_etype=I64))
+        b.store(emit_finish(module, kernel, dtypes), epi)
         for position, name in enumerate(operands):
-            b.store(pointers[name], b.gep(epi, [c64(2 + position)], source_etype=PTR))
+            b.store(pointers[name], b.gep(epi, [c64(1 + position)], source_etype=PTR))
 
     def at(operand, index):
         offset = c64(operand.offset)
@@ -58,40 +60,70 @@ def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str) 
     return fn
 
 
-def epilogue_emitter(kernel: MatmulKernel, dtypes: dict[str, DType]):
-    """The GEMM's epilogue callback for a kernel: its epilogue stage on one vector of a final
-    tile. Tiles at the edges carry lanes and rows past N and M; loads there are masked or
-    clamped so that they never leave their buffers. M and N come at run time (in `epi`), so
-    one compiled GEMM serves every shape with the same epilogue."""
-    stage = kernel.epilogue
-    operands = kernel.epilogue_buffers
+def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType]
+                ) -> ir.Function:
+    """The kernel's epilogue as the GEMM's `finish` callback: its stage on each element of a
+    stored tile, in place, a vector at a time; a row's last cols % lanes elements are one
+    masked vector, whose operand loads are masked too (nothing past the tile is read)."""
+    fn = ir.Function(module, FINISH_TYPE, f"{kernel.name}.finish")
+    fn.linkage = "internal"
+    tile, rs, row0, col0, rows, cols, epi = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    lanes = max(1, host().vector_bytes // kernel.dtype.itemsize)
+    element = llvm_type(kernel.dtype)
+    pointers = {name: b.load(b.gep(epi, [c64(1 + i)], source_etype=PTR), typ=PTR)
+                for i, name in enumerate(kernel.epilogue_buffers)}
+    full = b.sub(cols, b.srem(cols, c64(lanes)))
 
-    def emit(b: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value, epi: ir.Value):
-        lanes = lanes_of(acc)
-        m = b.load(epi, typ=I64)
-        n = b.load(b.gep(epi, [c64(1)], source_etype=I64), typ=I64)
-        pointers = {name: b.load(b.gep(epi, [c64(2 + i)], source_etype=PTR), typ=PTR)
-                    for i, name in enumerate(operands)}
-        row = b.select(b.icmp_signed("<", row, m), row, b.sub(m, c64(1)))
-        values: list = []
-        for e in stage.exprs:
-            if e.op == "acc":
-                values.append(acc)
-            elif e.op == "literal":
-                values.append(constant(e.dtype, e.attr("value"), lanes))
-            elif e.op == "load":
-                access = e.attr("access")
-                values.append(_edge_safe_load(b, access, pointers[access.buffer],
-                                              dtypes[access.buffer], row, col, n, lanes))
-            else:
-                values.append(emit_op(b, stage, e, values))
-        return values[stage.stores[0].expr]
+    def finish(row: ir.Value, tile_row: ir.Value, j: ir.Value, valid: ir.Value | None) -> None:
+        at = b.gep(tile_row, [j], source_etype=element)
+        vector = llvm_type(kernel.dtype, lanes)
+        mask = None if valid is None else _lanes_below(b, valid, lanes)
+        acc = (b.load(at, typ=vector, align=kernel.dtype.itemsize) if mask is None else
+               masked_load(b, at, vector, mask, kernel.dtype.itemsize))
+        values = _epilogue_values(b, kernel.epilogue, acc, pointers, dtypes, row,
+                                  b.add(col0, j), valid)
+        if mask is None:
+            b.store(values, at, align=kernel.dtype.itemsize)
+        else:
+            masked_store(b, values, at, mask, kernel.dtype.itemsize)
 
-    return emit
+    with counted_loop(b, 0, rows) as i:
+        row = b.add(row0, i)
+        tile_row = b.gep(tile, [b.mul(i, rs)], source_etype=element)
+        with counted_loop(b, 0, full, lanes) as j:
+            finish(row, tile_row, j, None)
+        with b.if_then(b.icmp_signed("<", full, cols)):
+            finish(row, tile_row, full, b.sub(cols, full))
+    b.ret_void()
+    return fn
 
 
-def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: DType,
-                    row: ir.Value, col: ir.Value, n: ir.Value, lanes: int) -> ir.Value:
+def _epilogue_values(b: ir.IRBuilder, stage: Stage, acc: ir.Value, pointers: dict,
+                     dtypes: dict[str, DType], row: ir.Value, col: ir.Value,
+                     valid: ir.Value | None) -> ir.Value:
+    """The epilogue stage's value at C[row, col:+lanes] given the product `acc` there."""
+    lanes = lanes_of(acc)
+    values: list = []
+    for e in stage.exprs:
+        if e.op == "acc":
+            values.append(acc)
+        elif e.op == "literal":
+            values.append(constant(e.dtype, e.attr("value"), lanes))
+        elif e.op == "load":
+            access = e.attr("access")
+            values.append(_operand_load(b, access, pointers[access.buffer],
+                                        dtypes[access.buffer], row, col, lanes, valid))
+        else:
+            values.append(emit_op(b, stage, e, values))
+    return values[stage.stores[0].expr]
+
+
+def _operand_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: DType,
+                  row: ir.Value, col: ir.Value, lanes: int, valid: ir.Value | None
+                  ) -> ir.Value:
+    """The vector of an epilogue operand at C[row, col:+lanes]; with `valid`, only that many
+    lanes are read."""
     row_stride, col_stride = access.strides
     memory = memory_type(dtype)
     base = b.add(c64(access.offset), b.mul(row, c64(row_stride)))
@@ -100,21 +132,16 @@ def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: D
         value = b.load(b.gep(pointer, [index], source_etype=memory), typ=memory)
     elif col_stride == 1:
         vector = ir.VectorType(memory, lanes)
-        lane_numbers = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
-        columns = b.add(splat(b, col, lanes), lane_numbers)
-        mask = b.icmp_signed("<", columns, splat(b, n, lanes))
         address = b.gep(pointer, [b.add(base, col)], source_etype=memory)
-        name = f"llvm.masked.load.{type_suffix(vector)}.p0"
-        load = b.module.globals.get(name) or ir.Function(
-            b.module, ir.FunctionType(vector, [PTR, I32, mask.type, vector]), name)
-        value = b.call(load, [address, ir.Constant(I32, dtype.itemsize), mask,
-                              ir.Constant(vector, None)])
+        value = (b.load(address, typ=vector, align=dtype.itemsize) if valid is None else
+                 masked_load(b, address, vector, _lanes_below(b, valid, lanes), dtype.itemsize))
     else:
         value = ir.Constant(ir.VectorType(memory, lanes), ir.Undefined)
+        last = None if valid is None else b.sub(valid, c64(1))
         for lane in range(lanes):
-            column = b.add(col, c64(lane))
-            column = b.select(b.icmp_signed("<", column, n), column, b.sub(n, c64(1)))
-            index = b.add(base, b.mul(column, c64(col_stride)))
+            offset = c64(lane) if last is None else b.select(
+                b.icmp_signed("<", c64(lane), valid), c64(lane), last)
+            index = b.add(base, b.mul(b.add(col, offset), c64(col_stride)))
             scalar = b.load(b.gep(pointer, [index], source_etype=memory), typ=memory)
             value = b.insert_element(value, scalar, ir.Constant(I32, lane))
     if dtype.is_bool:
@@ -122,3 +149,11 @@ def _edge_safe_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: D
     if lanes > 1 and not isinstance(value.type, ir.VectorType):
         value = splat(b, value, lanes)
     return value
+
+
+def _lanes_below(b: ir.IRBuilder, valid: ir.Value, lanes: int) -> ir.Value:
+    """The <lanes x i1> mask of lanes l < valid (compared in i32: i64 lanes cost two
+    compares and a merge per AVX-512 vector)."""
+    numbers = ir.Constant(ir.VectorType(I32, lanes), list(range(lanes)))
+    return b.icmp_signed("<", numbers, splat(b, b.trunc(valid, I32), lanes))
+

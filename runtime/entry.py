@@ -269,11 +269,12 @@ def emit_program(program: Program, gemm_names: dict[str, str], profile: bool = F
             data[buffer.name] = entry.b.gep(data["arena"], [c64(buffer.offset)], source_etype=I8)
 
     ticks = _tick_counters(module, len(program.kernels)) if profile else None
+    dtypes = {buffer.name: buffer.dtype for buffer in program.buffers}
 
     def run() -> None:
         for index, kernel in enumerate(program.kernels):
             if isinstance(kernel, MatmulKernel):
-                fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.name])
+                fn = emit_matmul_kernel(module, kernel, gemm_names[kernel.name], dtypes)
                 args = [data[n] for n in kernel.buffers] + [data["gemm_scratch"]]
             else:
                 fn = emit_loop_kernel(module, kernel, program)

@@ -8,11 +8,12 @@ Entry point emitted for each config (strides in elements, sizes at run time):
 A[i,k] is A[i*rsa + k*csa], B[k,j] is B[k*rsb + j*csb] (so transposed operands need no copy),
 C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned and holds
 `scratch_bytes(config, M, N, K)` bytes. C is never read before it is written unless
-`accumulate`, so it need not be zeroed.
+`accumulate`, so it need not be zeroed. In the `finishes` variant, `epi` is null or an
+epilogue record whose callback finishes each final tile after it is stored (gemm_ir.py).
 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
 -> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
-first KC block stores and later ones accumulate (the epilogue runs on the last); edge columns
+first KC block stores and later ones accumulate (the epilogue finishes the last); edge columns
 go through a stack tile, computed by a kernel only as many vectors wide as they need, the
 last M % MR rows through exact-height kernels. A C block one vector wide (N=10: a classifier
 head) is computed in tiles of `narrow_mr` rows (24 with AVX-512), stored with masks. A with unit
@@ -52,7 +53,7 @@ import numpy as np
 from llvmlite import ir
 
 from runtime import engine
-from runtime.gemm_ir import ARG_NAMES, Epilogue, GemmEmitter
+from runtime.gemm_ir import ARG_NAMES, GemmEmitter
 
 ITEMSIZE = {"float32": 4, "float64": 8}
 
@@ -135,12 +136,13 @@ def _data_layout() -> str:
     return str(engine.target_machine().target_data)
 
 
-def gemm_llvm_ir(config: GemmConfig, name: str, epilogue: Epilogue | None = None) -> str:
-    """LLVM IR text of a module defining `name` (see the module docstring for the signature)."""
+def gemm_llvm_ir(config: GemmConfig, name: str, finishes: bool = False) -> str:
+    """LLVM IR text of a module defining `name` (see the module docstring for the signature);
+    `finishes`: the variant that calls an epilogue record's `finish`, else `epi` is ignored."""
     module = ir.Module(name=name)
     module.triple = engine.host().triple
     module.data_layout = _data_layout()
-    GemmEmitter(config, module, name, epilogue).emit_body()
+    GemmEmitter(config, module, name, finishes).emit_body()
     text = str(module)
     attrs = engine.function_attributes()
     if config.vector_bytes == 64:
@@ -266,11 +268,10 @@ _ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch", "epi") else ctyp
 class GemmKernel:
     """One compiled GEMM plus a numpy-facing call (used by tests and benchmarks)."""
 
-    def __init__(self, config: GemmConfig, epilogue: Epilogue | None = None,
-                 name: str | None = None):
+    def __init__(self, config: GemmConfig, finishes: bool = False):
         self.config = config
-        self.name = name or f"tj_gemm_{config.dtype[5:]}"
-        self.module = engine.compile_llvm(gemm_llvm_ir(config, self.name, epilogue),
+        self.name = f"tj_gemm_{config.dtype[5:]}"
+        self.module = engine.compile_llvm(gemm_llvm_ir(config, self.name, finishes),
                                           pipeline="light")
         self.fn = ctypes.CFUNCTYPE(None, *_ARGTYPES)(self.module.address(self.name))
         self._local = threading.local()
@@ -285,8 +286,10 @@ class GemmKernel:
             self._local.buf = buf
         return buf
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None
-                 ) -> np.ndarray:
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+                 epi: int | None = None) -> np.ndarray:
+        """a @ b into `out` (a new array if None); `epi`: the address of an epilogue record
+        (runtime/gemm_ir.py), for a kernel that `finishes`."""
         dt = np.dtype(self.config.dtype)
         a, b = (_strided(x, dt) for x in (a, b))
         (m, k), (k2, n) = a.shape, b.shape
@@ -304,7 +307,7 @@ class GemmKernel:
         es = dt.itemsize
         self.fn(a.ctypes.data, a.strides[0] // es, a.strides[1] // es,
                 b.ctypes.data, b.strides[0] // es, b.strides[1] // es,
-                out.ctypes.data, out.strides[0] // es, m, n, k, scratch.ctypes.data, None)
+                out.ctypes.data, out.strides[0] // es, m, n, k, scratch.ctypes.data, epi)
         return out
 
 
@@ -322,7 +325,7 @@ _kernels: dict[GemmConfig, GemmKernel] = {}
 
 
 def kernel_for(config: GemmConfig) -> GemmKernel:
-    """The cached kernel (no epilogue) of a config, compiled on first use."""
+    """The cached kernel of a config, compiled on first use."""
     kern = _kernels.get(config)
     if kern is None:
         kern = _kernels[config] = GemmKernel(config)

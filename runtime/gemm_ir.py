@@ -19,10 +19,13 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
-# epilogue(builder, acc_vector, row_index, col_index, epi) -> vector, kept for final tiles
-# only (computed on every tile store, so it must not fault: operand loads clamp their indices);
-# `epi` is the GEMM's last argument, passed through untouched (the epilogue's operands).
-Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, ir.Value], ir.Value]
+# The GEMM's last argument `epi` is null or an epilogue record whose first field is a
+# `finish(tile, rs, row, col, rows, cols, epi)`: called on each final tile just stored, the
+# rows x cols at `tile` (row stride rs) that are C[row:+rows, col:+cols], with the record
+# itself (the rest of it is the callback's). One compiled GEMM serves every epilogue; it is
+# a variant of its own (`finishes`) because the call's mere presence in the tile loop cost
+# plain products 1-2%.
+FINISH_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I64, PTR])
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
 BPanel = Callable[[ir.Value], tuple[ir.Value, ir.Value, int]]
@@ -41,14 +44,14 @@ def c64(x: int) -> ir.Constant:
 class GemmEmitter:
     """Builds one GEMM function `void name(<ARG_NAMES>)` into a module."""
 
-    def __init__(self, cfg: GemmConfig, module: ir.Module, name: str, epilogue: Epilogue | None):
+    def __init__(self, cfg: GemmConfig, module: ir.Module, name: str, finishes: bool):
         self.cfg = cfg
         self.es = 4 if cfg.dtype == "float32" else 8
         self.t = ir.FloatType() if self.es == 4 else ir.DoubleType()
         self.w = cfg.lanes
         self.nv = cfg.nr // self.w
         self.vt = ir.VectorType(self.t, self.w)
-        self.epilogue = epilogue
+        self.finishes = finishes
         self.prefetch = ir.Function(
             module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
         suffix = f"v{self.w}f{self.es * 8}"
@@ -208,33 +211,36 @@ class GemmEmitter:
     # ---- tile store ------------------------------------------------------------------
     def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
                         row: ir.Value, col: ir.Value, add_dst: ir.Value, last: ir.Value,
-                        mask: ir.Value | None = None) -> None:
-        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j], through the epilogue if `last`:
-        the one place C is written. With `mask` (tiles one vector wide), only its lanes.
+                        rows: ir.Value, cols: ir.Value, mask: ir.Value | None = None) -> None:
+        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j], then (if `finishes`) the
+        epilogue's `finish` on the tile's rows x cols if `last`: the one place C is written.
+        With `mask` (tiles one vector wide), only its lanes.
 
-        One straight-line store whatever the flags: the old value is loaded and the epilogue
-        computed always, and selects keep what applies (a tile store runs once per KC-deep
-        microkernel, so that costs ~1%). A branch per (add, last) case made four copies of
-        every store and epilogue: an epilogue GEMM's IR took 104 ms to emit, now 48."""
+        One straight-line store whatever `add_dst`: the old value is loaded always and a
+        select keeps what applies (a tile store runs once per KC-deep microkernel, so that
+        costs ~1%). The epilogue is a call, not code inlined in every store: inlined, each
+        epilogue needed a GEMM of its own, 0.25-0.65 s of compiling."""
         b = self.b
         align = ir.Constant(I32, self.es)
         always_add = self.cfg.accumulate
         for i, acc_row in enumerate(acc):
             p_row = self.gep(dst, b.mul(c64(i), rs))
-            r = b.add(row, c64(i))
             for v, x in enumerate(acc_row):
                 p = self.gep(p_row, v * self.w)
                 old = (b.load(p, typ=self.vt, align=self.es) if mask is None else
                        b.call(self.masked_load, [p, align, mask, ir.Constant(self.vt, None)]))
                 x = b.fadd(old, x) if always_add else b.select(add_dst, b.fadd(old, x), x)
-                if self.epilogue is not None:
-                    final = self.epilogue(b, x, r, b.add(col, c64(v * self.w)),
-                                          self.macro.args[-1])
-                    x = b.select(last, final, x)
                 if mask is None:
                     b.store(x, p, align=self.es)
                 else:
                     b.call(self.masked_store, [x, p, align, mask])
+        if not self.finishes:
+            return
+        epi = self.macro.args[-1]
+        with b.if_then(b.and_(last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None))),
+                       likely=False):
+            finish = b.load(epi, typ=FINISH_TYPE.as_pointer())  # typed: llvmlite's call needs it
+            b.call(finish, [dst, rs, row, col, rows, cols, epi])
 
     def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
                         row: ir.Value, col: ir.Value, mr_eff: ir.Value, nr_eff: ir.Value,
@@ -248,7 +254,7 @@ class GemmEmitter:
             self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
         dst = b.select(edge, self.tile, c)
         rs = b.select(edge, c64(cfg.nr), rsc)
-        self.emit_store_tile(acc, dst, rs, row, col, need_c, last)
+        self.emit_store_tile(acc, dst, rs, row, col, need_c, last, mr_eff, nr_eff)
         with b.if_then(edge):
             self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
 
@@ -576,7 +582,8 @@ class GemmEmitter:
             self.emit_prefetch_c(c_tile, blk.rsc, tall, 1)
             acc = self.emit_kernel(self.gep(base, b.mul(ir_, step)), a_rs, a_ks, b_ptr, b_ks,
                                    blk.kc, b_align, tall, 1)
-            self.emit_store_tile(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last, mask)
+            self.emit_store_tile(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last,
+                                 c64(tall), blk.nc, mask)
         return rows
 
     def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,

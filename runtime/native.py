@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import hashlib
 import threading
 import time
 from typing import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 
 from ir.loops import MatmulKernel, Program
 from ir.loops import to_text as loops_text
-from runtime import codegen_matmul, disk_cache, engine, entry, gemm, pyabi
+from runtime import disk_cache, engine, entry, gemm, pyabi
 
 ALIGN = 64
 METH_FASTCALL = 0x0080
@@ -62,44 +61,17 @@ def gemm_schedule(kernel: MatmulKernel) -> list[str]:
                      (b.rows, b.cols)).lines()
 
 
-def _epilogue_key(kernel: MatmulKernel, dtypes: dict) -> tuple:
-    """What makes two epilogues the same code: their expressions, with buffers numbered, and
-    the dtypes of the buffers they load."""
-    position = {name: i for i, name in enumerate(kernel.epilogue_buffers)}
-
-    def attr(k, v):
-        if k == "access":
-            return position[v.buffer], v.offset, v.strides
-        return v.name if hasattr(v, "numpy") else v
-
-    exprs = tuple((e.op, e.args, e.dtype.name, tuple((k, attr(k, v)) for k, v in e.attrs))
-                  for e in kernel.epilogue.exprs)
-    loaded = tuple(dtypes[name].name for name in kernel.epilogue_buffers)
-    return exprs, kernel.epilogue.stores[0].expr, loaded
-
-
-def _stable_hash(value: object) -> str:
-    """A hash of `value`'s repr that every process agrees on (Python's `hash` of strings is
-    salted per process, and GEMM symbols are part of the cached programs' code)."""
-    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
-
-
-def gemm_symbol(kernel: MatmulKernel, dtypes: dict) -> str:
-    """Compile (once per process per dtype and epilogue, through the disk cache) the GEMM a
-    matmul kernel calls, and make its symbol visible to MCJIT."""
-    key = (kernel.dtype.name,) + (_epilogue_key(kernel, dtypes) if kernel.epilogue else ())
-    name = f"tj_gemm_{kernel.dtype.name}" + (f"_e{_stable_hash(key)}" if kernel.epilogue else "")
+def gemm_symbol(kernel: MatmulKernel) -> str:
+    """Compile (once per process per dtype, and again for epilogues, through the disk cache)
+    the GEMM a matmul kernel calls, and make its symbol visible to MCJIT."""
+    finishes = kernel.epilogue is not None
+    name = f"tj_gemm_{kernel.dtype.name}" + ("_finishing" if finishes else "")
     with _gemm_lock:
         if name not in _gemm_modules:
             config = _gemm_config(kernel)
-
-            def make_ir() -> str:
-                epilogue = (codegen_matmul.epilogue_emitter(kernel, dtypes) if kernel.epilogue
-                            else None)
-                return gemm.gemm_llvm_ir(config, name, epilogue)
-
-            store = disk_cache.entry(repr(("gemm", name, key, config, "light")), f"GEMM {name}")
-            module = engine.compile_cached(make_ir, "light", store)
+            store = disk_cache.entry(repr(("gemm", name, config, "light")), f"GEMM {name}")
+            module = engine.compile_cached(lambda: gemm.gemm_llvm_ir(config, name, finishes),
+                                           "light", store)
             llvm.add_symbol(name, module.address(name))
             _gemm_modules[name] = module
     return name
@@ -136,9 +108,7 @@ class NativeExecutable:
         executable is not written to or read from the disk cache."""
         start = time.perf_counter()
         self.program = program
-        dtypes = {b.name: b.dtype for b in program.buffers}
-        names = {k.name: gemm_symbol(k, dtypes)
-                 for k in program.kernels if isinstance(k, MatmulKernel)}
+        names = {k.name: gemm_symbol(k) for k in program.kernels if isinstance(k, MatmulKernel)}
         pyabi.export_symbols()
         store = None if profile else disk_cache.entry(_program_source(program, names),
                                                       f"program @{program.name}")

@@ -19,8 +19,8 @@ from runtime import disk_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A matmul with a fused epilogue (so a GEMM module of its own, named by a hash that must agree
-# between processes), a constant reaching the code through the entry's `self`, vector math.
+# A matmul with a fused epilogue (its callback's address reaches the GEMM at run time), a
+# constant reaching the code through the entry's `self`, vector math.
 SCRIPT = textwrap.dedent("""
     import hashlib, json
     import numpy as np
@@ -80,7 +80,7 @@ def test_a_second_process_loads_every_module_and_computes_the_same(tmp_path):
     first, lookups = run(tmp_path)
     assert first["cache"] == "miss" and first["close"] and first["llvm"]
     assert lookups and all("miss" in line for line in lookups)
-    assert len(entries(tmp_path)) == 2  # the program and its epilogue's GEMM
+    assert len(entries(tmp_path)) == 2  # the program and the GEMM it calls
     second, lookups = run(tmp_path)
     assert second == {**first, "cache": "hit"}
     assert len(lookups) == 2 and all(line.endswith(": hit") for line in lookups)

@@ -1,6 +1,7 @@
 """runtime.gemm against a float64 numpy reference: shapes, strides, paths, epilogue, safety."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import re
 
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from llvmlite import ir
 
 from runtime import engine, gemm
+from runtime.codegen import c64, counted_loop
+from runtime.gemm_ir import FINISH_TYPE
 
 DTYPES = ("float32", "float64")
 EDGE_SIZES = (1, 3, 7, 17, 63, 65, 129, 255, 257)
@@ -195,24 +198,41 @@ def test_plan_text_names_blocks_and_tiles(dtype):
     assert gemm.plan(cfg, 0, 5, 5, (5, 1), (5, 1)).lines() == ["schedule: none (C is empty)"]
 
 
-def relu(builder: ir.IRBuilder, acc: ir.Value, row: ir.Value, col: ir.Value,
-         epi: ir.Value) -> ir.Value:
-    zero = ir.Constant(acc.type, None)
-    return builder.select(builder.fcmp_ordered(">", acc, zero), acc, zero)
+def relu_finish(dtype: str) -> engine.NativeModule:
+    """A `finish` callback (runtime/gemm_ir.py) that applies relu to its tile and adds the
+    number of elements it saw to the record's second field."""
+    t = ir.FloatType() if dtype == "float32" else ir.DoubleType()
+    module = ir.Module("relu_finish")
+    module.triple = engine.host().triple
+    fn = ir.Function(module, FINISH_TYPE, "relu_finish")
+    tile, rs, _, _, rows, cols, epi = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    count = b.gep(epi, [c64(1)], source_etype=ir.IntType(64))
+    b.store(b.add(b.load(count, typ=ir.IntType(64)), b.mul(rows, cols)), count)
+    with counted_loop(b, 0, rows) as i, counted_loop(b, 0, cols) as j:
+        at = b.gep(tile, [b.add(b.mul(i, rs), j)], source_etype=t)
+        x = b.load(at, typ=t)
+        b.store(b.select(b.fcmp_ordered(">", x, ir.Constant(t, 0)), x, ir.Constant(t, 0)), at)
+    b.ret_void()
+    return engine.compile_llvm(str(module), pipeline="light")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", ("tiny", "direct"))
-def test_epilogue_relu_only_on_final_tiles(dtype, variant):
-    """Several KC blocks with negative partial sums: relu must see only the final sum."""
-    kern = gemm.GemmKernel(variants(dtype)[variant], epilogue=relu, name="gemm_relu")
+def test_epilogue_finishes_each_final_tile_once(dtype, variant):
+    """Several KC blocks with negative partial sums: relu must see only the final sum, and
+    the tiles handed to `finish` must cover C exactly once."""
+    finish = relu_finish(dtype)
+    kern = gemm.GemmKernel(variants(dtype)[variant], finishes=True)
     rng = np.random.default_rng(3)
     for m, n, k in ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40)):
         lb = "C" if variant == "direct" else "T"
         a, b = operand(rng, (m, k), dtype, "C"), operand(rng, (k, n), dtype, lb)
-        c = kern(a, b)
+        record = (ctypes.c_int64 * 2)(finish.address("relu_finish"), 0)
+        c = kern(a, b, epi=ctypes.addressof(record))
         ref = np.maximum(a.astype(np.float64) @ b.astype(np.float64), 0)
         np.testing.assert_allclose(c, ref, atol=1e-4 * k)
+        assert record[1] == m * n
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
