@@ -19,7 +19,7 @@ from ir import Function, Literal, TensorType, dtype_of, f32, i32, bool_, to_text
 from ir.dot import to_dot
 from jit import autograd
 from jit.execution import executable_for
-from jit.pytree import LEAF, TreeDef, flatten, leaf_paths, unflatten
+from jit.pytree import LEAF, TreeDef, flatten, leaf_paths, leaves_matching, unflatten
 from jit.tensor import Tensor, lift
 from jit.trace import innermost, new_trace, user_location
 
@@ -212,8 +212,8 @@ class JittedFunction:
             if in_tree is None:
                 outs = run(*args)
             else:
-                leaves, tree = flatten(args)
-                outs = run(*leaves) if tree == in_tree else NotImplemented
+                leaves = leaves_matching(in_tree, args)
+                outs = NotImplemented if leaves is None else run(*leaves)
             if outs is not NotImplemented:
                 return _wrap_outputs(out_tree, outs)
         if kwargs:  # keywords (and then defaults) become positions, their values traced as in JAX

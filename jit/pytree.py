@@ -45,6 +45,48 @@ def _flatten_into(node: Any, leaves: list) -> TreeDef:
     return LEAF
 
 
+def leaves_matching(treedef: TreeDef, tree: Any) -> list | None:
+    """The leaves of `tree` if its structure is `treedef`, else None: `flatten` for a call
+    whose structure is expected, without building a TreeDef (a jitted call's hot path)."""
+    leaves: list = []
+    return leaves if _collect(treedef, tree, leaves) else None
+
+
+def _collect(d: TreeDef, node: Any, leaves: list) -> bool:
+    kind = d.kind
+    if kind == "leaf":
+        if not _is_leaf(node):
+            return False
+        leaves.append(node)
+        return True
+    if kind == "none":
+        return node is None
+    if kind == "dict":
+        if not isinstance(node, dict) or len(node) != len(d.keys) or any(
+                key not in node for key in d.keys):
+            return False
+        items = [node[key] for key in d.keys]
+    elif type(node).__name__ != kind or not isinstance(node, (tuple, list)) \
+            or len(node) != len(d.children) or _is_namedtuple(node):
+        return False
+    else:
+        items = node
+    for child, item in zip(d.children, items):
+        if child.kind == "leaf":  # here, not by recursion: most children are leaves
+            if not _is_leaf(item):
+                return False
+            leaves.append(item)
+        elif not _collect(child, item, leaves):
+            return False
+    return True
+
+
+def _is_leaf(node: Any) -> bool:
+    """Whether `flatten` takes `node` as a leaf."""
+    return node is not None and (not isinstance(node, (tuple, list, dict))
+                                 or _is_namedtuple(node))
+
+
 def unflatten(treedef: TreeDef, leaves: list) -> Any:
     return _build(treedef, iter(leaves))
 
@@ -54,7 +96,7 @@ def _build(d: TreeDef, leaves: Iterator) -> Any:
         return next(leaves)
     if d.kind == "none":
         return None
-    children = [_build(c, leaves) for c in d.children]
+    children = [next(leaves) if c.kind == "leaf" else _build(c, leaves) for c in d.children]
     if d.kind == "dict":
         return dict(zip(d.keys, children))
     return tuple(children) if d.kind == "tuple" else children
@@ -81,4 +123,4 @@ def _paths_into(node: Any, path: str, paths: list[str]) -> None:
 
 
 def _is_namedtuple(node: Any) -> bool:
-    return isinstance(node, tuple) and hasattr(node, "_fields")
+    return type(node) is not tuple and isinstance(node, tuple) and hasattr(node, "_fields")
