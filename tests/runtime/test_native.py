@@ -226,21 +226,26 @@ def test_loop_verifier_rejects_an_out_of_bounds_access():
         loops.verify(broken)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n", [(512, 3, 512), (513, 17, 521), (300, 64, 1000)])
-def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n):
+def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n, dtype):
     rng = np.random.default_rng(m)
     x, w = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     row_bias, column_bias = rng.standard_normal(n), rng.standard_normal((m, 1))
     other = rng.standard_normal((n, m))  # read transposed, lane by lane
+    keep = rng.random((m, n)) < 0.5  # a bool operand
 
-    def f(x, w, row_bias, column_bias, other):
-        return jit.tanh(jit.relu(x @ w + row_bias) * column_bias + other.T)
+    def f(x, w, row_bias, column_bias, other, keep):
+        y = jit.tanh(jit.relu(x @ w + row_bias) * column_bias + other.T)
+        return jit.where(keep, y, -y)
 
-    args = [a.astype(np.float32) for a in (x, w, row_bias, column_bias, other)]
+    args = [a.astype(dtype) for a in (x, w, row_bias, column_bias, other)] + [keep]
     compiled = jit.jit(f).lower(*args).compile()
     assert compiled.stats["kernels"] == 1
-    want = np.tanh(np.maximum(x @ w + row_bias, 0) * column_bias + other.T)
-    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    y = np.tanh(np.maximum(x @ w + row_bias, 0) * column_bias + other.T)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(compiled(*args).numpy(), np.where(keep, y, -y), rtol=tolerance,
+                               atol=tolerance * np.sqrt(k))
 
 
 def test_a_product_used_twice_is_stored_before_its_epilogue_would_change_it():
