@@ -153,7 +153,7 @@ class MatmulKernel:
     b: Operand2D
     c: Operand2D
     computes: tuple[str, ...]
-    # Elementwise ops applied to each final tile before it is stored (bias, activation): a
+    # Elementwise ops applied to each final tile once it is stored (bias, activation): a
     # stage over (i, j) whose "acc" expression is the product and whose one store is to C.
     epilogue: Stage | None = None
 

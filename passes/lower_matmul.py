@@ -1,5 +1,5 @@
 """Lowering of matmul: the GEMM call, its epilogue (the elementwise ops that follow it and
-run on each final tile before it is stored), and integer matmul as a loop kernel."""
+run on each final tile just after the GEMM stores it), and integer matmul as a loop kernel."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -13,8 +13,8 @@ from passes.views import LAYOUT_OPS, Home, InBuffer, InLiteral, buffer_view
 if TYPE_CHECKING:
     from passes.lower import Lowering
 
-# An epilogue saves a pass over C; a C this small stays in cache for that pass, which then
-# costs no more than the epilogue's own per-tile call.
+# An epilogue saves a pass over C; a C of fewer elements (1 MiB of float32) stays in cache for
+# that pass, which then costs no more than the epilogue's per-tile call.
 EPILOGUE_MIN_ELEMENTS = 1 << 18
 
 
@@ -32,7 +32,8 @@ def lower_matmul(state: Lowering, op: Op) -> None:
     if not op.type.dtype.is_float:
         _integer_matmul(state, kernel, op, a, b, out)
         return
-    worth_it = not batch and m * n >= EPILOGUE_MIN_ELEMENTS  # its operands are not batched
+    # not batched: `finish` reads operands at (row, col) alone, one record for every batch
+    worth_it = not batch and m * n >= EPILOGUE_MIN_ELEMENTS
     region = _epilogue_region(state, op) if worth_it else []
     epilogue = _epilogue_stage(state, op, region, kernel, out) if region else None
     kernel.matmul = MatmulKernel(
@@ -53,7 +54,7 @@ def _available(state: Lowering, value) -> Home | None:
 
 
 def _epilogue_region(state: Lowering, matmul: Op) -> list[Op]:
-    """The elementwise ops after `matmul` that can run in its store: same shape, every
+    """The elementwise ops after `matmul` that can run on its tiles: same shape, every
     operand the product, another op of the region, or something already in memory; and
     only the last op's value is used outside the region."""
     later = state.fn.ops[state.fn.ops.index(matmul) + 1:]

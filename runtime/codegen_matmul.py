@@ -13,7 +13,7 @@ from runtime.codegen import (I32, I64, PTR, VOID, c64, counted_loop, emit_op, ma
                              masked_store, memory_type, splat)
 from runtime.elementwise import constant, lanes_of, llvm_type
 from runtime.engine import host
-from runtime.gemm_ir import FINISH_TYPE
+from runtime.gemm_ir import FINISH_TYPE, lanes_below
 
 GEMM_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, PTR, I64, I64, PTR, I64, I64, I64, I64,
                                    PTR, PTR])
@@ -64,12 +64,12 @@ def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType
                 ) -> ir.Function:
     """The kernel's epilogue as the GEMM's `finish` callback: its stage on each element of a
     stored tile, in place, a vector at a time; a row's last cols % lanes elements are one
-    masked vector, whose operand loads are masked too (nothing past the tile is read)."""
+    masked vector, whose operands are read only at those columns."""
     fn = ir.Function(module, FINISH_TYPE, f"{kernel.name}.finish")
     fn.linkage = "internal"
     tile, rs, row0, col0, rows, cols, epi = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    lanes = max(1, host().vector_bytes // kernel.dtype.itemsize)
+    lanes = host().vector_bytes // kernel.dtype.itemsize
     element = llvm_type(kernel.dtype)
     pointers = {name: b.load(b.gep(epi, [c64(1 + i)], source_etype=PTR), typ=PTR)
                 for i, name in enumerate(kernel.epilogue_buffers)}
@@ -78,7 +78,7 @@ def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType
     def finish(row: ir.Value, tile_row: ir.Value, j: ir.Value, valid: ir.Value | None) -> None:
         at = b.gep(tile_row, [j], source_etype=element)
         vector = llvm_type(kernel.dtype, lanes)
-        mask = None if valid is None else _lanes_below(b, valid, lanes)
+        mask = None if valid is None else lanes_below(b, valid, lanes)
         acc = (b.load(at, typ=vector, align=kernel.dtype.itemsize) if mask is None else
                masked_load(b, at, vector, mask, kernel.dtype.itemsize))
         values = _epilogue_values(b, kernel.epilogue, acc, pointers, dtypes, row,
@@ -127,14 +127,13 @@ def _operand_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: DTy
     row_stride, col_stride = access.strides
     memory = memory_type(dtype)
     base = b.add(c64(access.offset), b.mul(row, c64(row_stride)))
-    if col_stride == 0 or lanes == 1:
-        index = base if col_stride == 0 else b.add(base, b.mul(col, c64(col_stride)))
-        value = b.load(b.gep(pointer, [index], source_etype=memory), typ=memory)
+    if col_stride == 0:
+        value = b.load(b.gep(pointer, [base], source_etype=memory), typ=memory)
     elif col_stride == 1:
         vector = ir.VectorType(memory, lanes)
         address = b.gep(pointer, [b.add(base, col)], source_etype=memory)
         value = (b.load(address, typ=vector, align=dtype.itemsize) if valid is None else
-                 masked_load(b, address, vector, _lanes_below(b, valid, lanes), dtype.itemsize))
+                 masked_load(b, address, vector, lanes_below(b, valid, lanes), dtype.itemsize))
     else:
         value = ir.Constant(ir.VectorType(memory, lanes), ir.Undefined)
         last = None if valid is None else b.sub(valid, c64(1))
@@ -146,14 +145,7 @@ def _operand_load(b: ir.IRBuilder, access: Access, pointer: ir.Value, dtype: DTy
             value = b.insert_element(value, scalar, ir.Constant(I32, lane))
     if dtype.is_bool:
         value = b.icmp_unsigned("!=", value, ir.Constant(value.type, None))
-    if lanes > 1 and not isinstance(value.type, ir.VectorType):
+    if not isinstance(value.type, ir.VectorType):
         value = splat(b, value, lanes)
     return value
-
-
-def _lanes_below(b: ir.IRBuilder, valid: ir.Value, lanes: int) -> ir.Value:
-    """The <lanes x i1> mask of lanes l < valid (compared in i32: i64 lanes cost two
-    compares and a merge per AVX-512 vector)."""
-    numbers = ir.Constant(ir.VectorType(I32, lanes), list(range(lanes)))
-    return b.icmp_signed("<", numbers, splat(b, b.trunc(valid, I32), lanes))
 

@@ -23,7 +23,8 @@ packed: A and B are read in place, in one K block.
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
 columns over one K block) that both paths call. `plan` says which path and packing a shape
 and layout get (the loops stage prints it under each matmul). Threads: hand each one a row
-range (offset A and C, pass its M) or, sharing packed B, a range of the ic loop
+range (offset A and C, pass its M; `finish` then needs the offset too, as it reads epilogue
+operands at absolute rows) or, sharing packed B, a range of the ic loop
 (`emit_packed(m_lo, m_hi)`).
 
 Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
@@ -270,6 +271,7 @@ class GemmKernel:
 
     def __init__(self, config: GemmConfig, finishes: bool = False):
         self.config = config
+        self.finishes = finishes
         self.name = f"tj_gemm_{config.dtype[5:]}"
         self.module = engine.compile_llvm(gemm_llvm_ir(config, self.name, finishes),
                                           pipeline="light")
@@ -290,6 +292,8 @@ class GemmKernel:
                  epi: int | None = None) -> np.ndarray:
         """a @ b into `out` (a new array if None); `epi`: the address of an epilogue record
         (runtime/gemm_ir.py), for a kernel that `finishes`."""
+        if epi is not None and not self.finishes:
+            raise ValueError("an epilogue record needs a kernel built with finishes=True")
         dt = np.dtype(self.config.dtype)
         a, b = (_strided(x, dt) for x in (a, b))
         (m, k), (k2, n) = a.shape, b.shape

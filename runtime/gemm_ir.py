@@ -41,6 +41,16 @@ def c64(x: int) -> ir.Constant:
     return ir.Constant(I64, x)
 
 
+def lanes_below(b: ir.IRBuilder, valid: ir.Value, lanes: int, first_lane: int = 0) -> ir.Value:
+    """The <lanes x i1> mask of lanes first_lane + l < valid (compared in i32: i64 lanes cost
+    two compares and a merge per AVX-512 vector)."""
+    numbers = ir.Constant(ir.VectorType(I32, lanes), list(range(first_lane, first_lane + lanes)))
+    limit = b.insert_element(ir.Constant(numbers.type, ir.Undefined), b.trunc(valid, I32),
+                             ir.Constant(I32, 0))
+    limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, lanes), None))
+    return b.icmp_signed("<", numbers, limit)
+
+
 class GemmEmitter:
     """Builds one GEMM function `void name(<ARG_NAMES>)` into a module."""
 
@@ -99,16 +109,6 @@ class GemmEmitter:
         v = self.b.insert_element(ir.Constant(self.vt, ir.Undefined), s, ir.Constant(I32, 0))
         return self.b.shuffle_vector(v, ir.Constant(self.vt, ir.Undefined),
                                      ir.Constant(ir.VectorType(I32, self.w), None))
-
-    def lanes_below(self, valid: ir.Value, first_lane: int = 0) -> ir.Value:
-        """The <W x i1> mask of lanes first_lane + l < valid."""
-        b = self.b
-        lanes = ir.Constant(ir.VectorType(I32, self.w),
-                            list(range(first_lane, first_lane + self.w)))  # i32: no wider
-        limit = b.insert_element(ir.Constant(lanes.type, ir.Undefined), b.trunc(valid, I32),
-                                 ir.Constant(I32, 0))
-        limit = b.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(I32, self.w), None))
-        return b.icmp_signed("<", lanes, limit)
 
     def round_down(self, x: ir.Value, m: int) -> ir.Value:
         return self.b.sub(x, self.b.srem(x, c64(m)))
@@ -213,8 +213,8 @@ class GemmEmitter:
                         row: ir.Value, col: ir.Value, add_dst: ir.Value, last: ir.Value,
                         rows: ir.Value, cols: ir.Value, mask: ir.Value | None = None) -> None:
         """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j], then (if `finishes`) the
-        epilogue's `finish` on the tile's rows x cols if `last`: the one place C is written.
-        With `mask` (tiles one vector wide), only its lanes.
+        epilogue's `finish` on the tile's rows x cols if `last`: the one place the GEMM
+        writes C. With `mask` (tiles one vector wide), only its lanes.
 
         One straight-line store whatever `add_dst`: the old value is loaded always and a
         select keeps what applies (a tile store runs once per KC-deep microkernel, so that
@@ -237,8 +237,7 @@ class GemmEmitter:
         if not self.finishes:
             return
         epi = self.macro.args[-1]
-        with b.if_then(b.and_(last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None))),
-                       likely=False):
+        with b.if_then(b.and_(last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None)))):
             finish = b.load(epi, typ=FINISH_TYPE.as_pointer())  # typed: llvmlite's call needs it
             b.call(finish, [dst, rs, row, col, rows, cols, epi])
 
@@ -412,7 +411,7 @@ class GemmEmitter:
         """dst[k*NR + j] = B[k, j] for j < valid, else 0: masked vector loads, so an edge
         panel costs NR / W instructions a row instead of NR scalar copies."""
         b = self.b
-        masks = [self.lanes_below(valid, v * self.w) for v in range(self.nv)]
+        masks = [lanes_below(self.b, valid, self.w, v * self.w) for v in range(self.nv)]
         zero = ir.Constant(self.vt, None)
         with self.loop(c64(0), kc, 1) as k:
             s_row = self.gep(src, b.mul(k, rsb))
@@ -573,7 +572,7 @@ class GemmEmitter:
         base, step, a_rs, a_ks = a_src
         narrow = b.and_(b.icmp_signed("<=", blk.nc, c64(self.w)), blk.even_rows)
         rows = b.select(narrow, self.round_down(mc, tall), c64(0))
-        mask = self.lanes_below(blk.nc)
+        mask = lanes_below(b, blk.nc, self.w)
         b_ptr, b_ks, b_align = b_panel(c64(0))
         need_c = self.reads_c(blk.first)
         with self.loop(c64(0), rows, tall) as ir_:

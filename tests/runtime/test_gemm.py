@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import itertools
 import re
 
 import numpy as np
@@ -199,40 +200,52 @@ def test_plan_text_names_blocks_and_tiles(dtype):
 
 
 def relu_finish(dtype: str) -> engine.NativeModule:
-    """A `finish` callback (runtime/gemm_ir.py) that applies relu to its tile and adds the
-    number of elements it saw to the record's second field."""
-    t = ir.FloatType() if dtype == "float32" else ir.DoubleType()
+    """A `finish` callback (runtime/gemm_ir.py) that applies relu to its tile and counts,
+    in the record's int64 array [record[1]] of row stride record[2], each element of C it
+    was handed."""
+    t, i64 = (ir.FloatType() if dtype == "float32" else ir.DoubleType()), ir.IntType(64)
     module = ir.Module("relu_finish")
     module.triple = engine.host().triple
     fn = ir.Function(module, FINISH_TYPE, "relu_finish")
-    tile, rs, _, _, rows, cols, epi = fn.args
+    tile, rs, row, col, rows, cols, epi = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    count = b.gep(epi, [c64(1)], source_etype=ir.IntType(64))
-    b.store(b.add(b.load(count, typ=ir.IntType(64)), b.mul(rows, cols)), count)
+    counts = b.load(b.gep(epi, [c64(1)], source_etype=i64), typ=ir.PointerType())
+    stride = b.load(b.gep(epi, [c64(2)], source_etype=i64), typ=i64)
     with counted_loop(b, 0, rows) as i, counted_loop(b, 0, cols) as j:
         at = b.gep(tile, [b.add(b.mul(i, rs), j)], source_etype=t)
         x = b.load(at, typ=t)
         b.store(b.select(b.fcmp_ordered(">", x, ir.Constant(t, 0)), x, ir.Constant(t, 0)), at)
+        seen = b.gep(counts, [b.add(b.mul(b.add(row, i), stride), b.add(col, j))],
+                     source_etype=i64)
+        b.store(b.add(b.load(seen, typ=i64), c64(1)), seen)
     b.ret_void()
     return engine.compile_llvm(str(module), pipeline="light")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", ("tiny", "direct"))
+@pytest.mark.parametrize("variant", ("tiny", "tiny_odd", "packed", "direct"))
 def test_epilogue_finishes_each_final_tile_once(dtype, variant):
     """Several KC blocks with negative partial sums: relu must see only the final sum, and
-    the tiles handed to `finish` must cover C exactly once."""
+    the tiles handed to `finish` must cover C exactly once, at their own rows and columns,
+    whatever path and packing the layouts take."""
     finish = relu_finish(dtype)
     kern = gemm.GemmKernel(variants(dtype)[variant], finishes=True)
     rng = np.random.default_rng(3)
-    for m, n, k in ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40)):
-        lb = "C" if variant == "direct" else "T"
-        a, b = operand(rng, (m, k), dtype, "C"), operand(rng, (k, n), dtype, lb)
-        record = (ctypes.c_int64 * 2)(finish.address("relu_finish"), 0)
+    for (m, n, k), la, lb in itertools.product(
+            ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40), (70, 150, 33)),
+            ("C", "T", "strided"), ("C", "T")):
+        a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
+        counts = np.zeros((m, n), np.int64)
+        record = (ctypes.c_int64 * 3)(finish.address("relu_finish"), counts.ctypes.data, n)
         c = kern(a, b, epi=ctypes.addressof(record))
         ref = np.maximum(a.astype(np.float64) @ b.astype(np.float64), 0)
         np.testing.assert_allclose(c, ref, atol=1e-4 * k)
-        assert record[1] == m * n
+        np.testing.assert_array_equal(counts, 1)
+
+
+def test_an_epilogue_record_needs_a_finishing_kernel(kernels):
+    with pytest.raises(ValueError, match="finishes=True"):
+        kernels[("float32", "host")](np.ones((2, 2)), np.ones((2, 2)), epi=1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
