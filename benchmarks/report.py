@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-CELL = 20  # width of a system's column
+CELL = 20  # width of a system's column, before the space that always separates columns
 
 
 def fmt_time(seconds: float) -> str:
@@ -61,12 +61,12 @@ def table(rows: list[dict], peaks: dict[str, float]) -> str:
     """The results; `peaks` (GFLOP/s per dtype) adds tensorjit's fraction of the FMA peak."""
     systems = shown_systems(rows)
     width = max([len("workload")] + [len(r["title"]) for r in rows])
-    head = f"{'workload':<{width}}  " + "".join(f"{s:>{CELL}}" for s in systems) + \
+    head = f"{'workload':<{width}}  " + "".join(f" {s:>{CELL}}" for s in systems) + \
         f"  {'GFLOP/s np / tj (peak)':>22}  {'load':>5}"
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(f"{row['title']:<{width}}  "
-                     + "".join(f"{_cell(row, s):>{CELL}}" for s in systems)
+                     + "".join(f" {_cell(row, s):>{CELL}}" for s in systems)
                      + f"  {_gflops(row, peaks):>22}  {row['foreign_cpus']:5.2f}")
     return "\n".join(lines)
 
@@ -85,8 +85,9 @@ def notes(rows: list[dict]) -> list[str]:
                 compiled = f", compile_seconds {stats['compile_seconds']:.3f} s, " \
                     f"{stats.get('kernels')} kernels" if "compile_seconds" in stats else ""
                 runs = ", ".join(map(fmt_time, r["runs"]))
-                out.append(f"{system} {row['name']}: first calls {runs} (after {fmt_time(r['import_seconds'])} of imports and setup"
-                           f"{compiled}){'; ' + r['note'] if r.get('note') else ''}")
+                setup = fmt_time(r["import_seconds"])
+                out.append(f"{system} {row['name']}: first calls {runs} (after {setup} of imports "
+                           f"and setup{compiled}){'; ' + r['note'] if r.get('note') else ''}")
     out += [f"{system}: skipped ({why})" for system, why in skipped.items()]
     return out
 
