@@ -20,11 +20,13 @@ I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
 # The GEMM's last argument `epi` is null or an epilogue record whose first field is a
-# `finish(tile, rs, row, col, rows, cols, epi)`: called on each final tile just stored, the
-# rows x cols at `tile` (row stride rs) that are C[row:+rows, col:+cols], with the record
-# itself (the rest of it is the callback's). One compiled GEMM serves every epilogue; it is
-# a variant of its own (`finishes`) because the call's mere presence in the tile loop cost
-# plain products 1-2%.
+# `finish(c, rs, row, col, rows, cols, epi)`: called once the rows x cols at `c` (row stride
+# rs), which are C[row:+rows, col:+cols], hold their final products, with the record itself
+# (the rest of it is the callback's): on each row strip of a block (MR or narrow_mr rows,
+# all its columns) after its last K block, while the strip is in L1 or L2. One compiled GEMM
+# serves every epilogue; it is a variant of its own (`finishes`). Called per tile, from the
+# tile loop, the call slowed every product by 4% at K=128 (784x128 @ 128x256: 205 -> 213 us)
+# and epilogues gained nothing over a separate pass.
 FINISH_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I64, PTR])
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
@@ -210,16 +212,13 @@ class GemmEmitter:
 
     # ---- tile store ------------------------------------------------------------------
     def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
-                        row: ir.Value, col: ir.Value, add_dst: ir.Value, last: ir.Value,
-                        rows: ir.Value, cols: ir.Value, mask: ir.Value | None = None) -> None:
-        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j], then (if `finishes`) the
-        epilogue's `finish` on the tile's rows x cols if `last`: the one place the GEMM
-        writes C. With `mask` (tiles one vector wide), only its lanes.
+                        add_dst: ir.Value, mask: ir.Value | None = None) -> None:
+        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j]: the one place the GEMM writes C.
+        With `mask` (tiles one vector wide), only its lanes.
 
         One straight-line store whatever `add_dst`: the old value is loaded always and a
         select keeps what applies (a tile store runs once per KC-deep microkernel, so that
-        costs ~1%). The epilogue is a call, not code inlined in every store: inlined, each
-        epilogue needed a GEMM of its own, 0.25-0.65 s of compiling."""
+        costs ~1%)."""
         b = self.b
         align = ir.Constant(I32, self.es)
         always_add = self.cfg.accumulate
@@ -234,16 +233,22 @@ class GemmEmitter:
                     b.store(x, p, align=self.es)
                 else:
                     b.call(self.masked_store, [x, p, align, mask])
+
+    def emit_finish(self, blk: _Block, row: ir.Value, rows: ir.Value) -> None:
+        """The epilogue's `finish` on rows [row, row + rows) of the block, if its K block is
+        the last (the finishing variant only). Not inlined: each epilogue would need a GEMM
+        of its own, 0.25-0.65 s of compiling."""
         if not self.finishes:
             return
+        b = self.b
         epi = self.macro.args[-1]
-        with b.if_then(b.and_(last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None)))):
+        with b.if_then(b.and_(blk.last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None)))):
             finish = b.load(epi, typ=FINISH_TYPE.as_pointer())  # typed: llvmlite's call needs it
-            b.call(finish, [dst, rs, row, col, rows, cols, epi])
+            strip = self.gep(blk.c, b.add(b.mul(row, blk.rsc), blk.jc))
+            b.call(finish, [strip, blk.rsc, row, blk.jc, rows, blk.nc, epi])
 
     def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
-                        row: ir.Value, col: ir.Value, mr_eff: ir.Value, nr_eff: ir.Value,
-                        first: ir.Value, last: ir.Value) -> None:
+                        mr_eff: ir.Value, nr_eff: ir.Value, first: ir.Value) -> None:
         """Store a tile to C; edge tiles go through the stack tile so the store stays vector."""
         cfg, b = self.cfg, self.b
         edge = b.or_(b.icmp_signed("<", mr_eff, c64(len(acc))),
@@ -253,7 +258,7 @@ class GemmEmitter:
             self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
         dst = b.select(edge, self.tile, c)
         rs = b.select(edge, c64(cfg.nr), rsc)
-        self.emit_store_tile(acc, dst, rs, row, col, need_c, last, mr_eff, nr_eff)
+        self.emit_store_tile(acc, dst, rs, need_c)
         with b.if_then(edge):
             self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
 
@@ -581,8 +586,8 @@ class GemmEmitter:
             self.emit_prefetch_c(c_tile, blk.rsc, tall, 1)
             acc = self.emit_kernel(self.gep(base, b.mul(ir_, step)), a_rs, a_ks, b_ptr, b_ks,
                                    blk.kc, b_align, tall, 1)
-            self.emit_store_tile(acc, c_tile, blk.rsc, row, blk.jc, need_c, blk.last,
-                                 c64(tall), blk.nc, mask)
+            self.emit_store_tile(acc, c_tile, blk.rsc, need_c, mask)
+            self.emit_finish(blk, row, c64(tall))
         return rows
 
     def _emit_tile_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, mr_eff: ir.Value,
@@ -600,6 +605,7 @@ class GemmEmitter:
         if mr < cfg.mr or self.nv == 1:
             with self.loop(c64(0), blk.nc, cfg.nr) as jr:
                 self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+            self.emit_finish(blk, row, mr_eff)
             return
         rest = b.srem(blk.nc, c64(cfg.nr))
         narrow = b.icmp_signed("<=", rest, c64(cfg.nr - self.w))  # an edge fewer vectors wide
@@ -616,6 +622,7 @@ class GemmEmitter:
             self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel, mr, nv)
             b.branch(done)
         b.position_at_end(done)
+        self.emit_finish(blk, row, mr_eff)
 
     def _emit_tile(self, blk: _Block, row: ir.Value, jr: ir.Value, mr_eff: ir.Value,
                    a_panel: tuple[ir.Value, ir.Value, ir.Value], b_panel: BPanel, mr: int,
@@ -627,8 +634,8 @@ class GemmEmitter:
         self.emit_prefetch_c(c_tile, blk.rsc, mr, nv)
         b_ptr, b_ks, b_align = b_panel(jr)
         acc = self.emit_kernel(*a_panel, b_ptr, b_ks, blk.kc, b_align, mr, nv)
-        self.emit_write_tile(acc, c_tile, blk.rsc, row, col, mr_eff,
-                             self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first, blk.last)
+        self.emit_write_tile(acc, c_tile, blk.rsc, mr_eff,
+                             self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first)
 
 
 @dataclass
