@@ -1,6 +1,6 @@
 """Matmul kernels in LLVM IR: the call of the generated GEMM per batch element, and the
-epilogue callback that runs a kernel's fused elementwise ops on each final tile the GEMM
-stores (the record the GEMM passes it is described in runtime/gemm_ir.py)."""
+epilogue callback that runs a kernel's fused elementwise ops on each row strip of C the GEMM
+has finished (the record the GEMM passes it is described in runtime/gemm_ir.py)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -63,11 +63,11 @@ def emit_matmul_kernel(module: ir.Module, kernel: MatmulKernel, gemm_name: str,
 def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType]
                 ) -> ir.Function:
     """The kernel's epilogue as the GEMM's `finish` callback: its stage on each element of a
-    stored tile, in place, a vector at a time; a row's last cols % lanes elements are one
-    masked vector, whose operands are read only at those columns."""
+    finished strip of C, in place, a vector at a time; a row's last cols % lanes elements are
+    one masked vector, whose operands are read only at those columns."""
     fn = ir.Function(module, FINISH_TYPE, f"{kernel.name}.finish")
     fn.linkage = "internal"
-    tile, rs, row0, col0, rows, cols, epi = fn.args
+    strip, rs, row0, col0, rows, cols, epi = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     lanes = host().vector_bytes // kernel.dtype.itemsize
     element = llvm_type(kernel.dtype)
@@ -75,8 +75,8 @@ def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType
                 for i, name in enumerate(kernel.epilogue_buffers)}
     full = b.sub(cols, b.srem(cols, c64(lanes)))
 
-    def finish(row: ir.Value, tile_row: ir.Value, j: ir.Value, valid: ir.Value | None) -> None:
-        at = b.gep(tile_row, [j], source_etype=element)
+    def finish(row: ir.Value, c_row: ir.Value, j: ir.Value, valid: ir.Value | None) -> None:
+        at = b.gep(c_row, [j], source_etype=element)
         vector = llvm_type(kernel.dtype, lanes)
         mask = None if valid is None else lanes_below(b, valid, lanes)
         acc = (b.load(at, typ=vector, align=kernel.dtype.itemsize) if mask is None else
@@ -90,11 +90,11 @@ def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType
 
     with counted_loop(b, 0, rows) as i:
         row = b.add(row0, i)
-        tile_row = b.gep(tile, [b.mul(i, rs)], source_etype=element)
+        c_row = b.gep(strip, [b.mul(i, rs)], source_etype=element)
         with counted_loop(b, 0, full, lanes) as j:
-            finish(row, tile_row, j, None)
+            finish(row, c_row, j, None)
         with b.if_then(b.icmp_signed("<", full, cols)):
-            finish(row, tile_row, full, b.sub(cols, full))
+            finish(row, c_row, full, b.sub(cols, full))
     b.ret_void()
     return fn
 

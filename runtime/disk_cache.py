@@ -114,7 +114,7 @@ def environment() -> dict[str, str]:
 def key(source: str) -> str:
     """The cache key of a module whose code is determined by `source` (the caller's complete
     description of what it compiles: runtime/native.py uses the loop program and its GEMM
-    symbols, or a GEMM's configuration and variant) together with `environment()`.
+    symbols, or a GEMM's configuration) together with `environment()`.
 
     `<sha256 of source>-<sha256 of the environment>`, truncated: the two halves keep apart what
     a miss can be blamed on, a new program or a changed compiler, LLVM, CPU or Python."""

@@ -8,8 +8,8 @@ Entry point emitted for each config (strides in elements, sizes at run time):
 A[i,k] is A[i*rsa + k*csa], B[k,j] is B[k*rsb + j*csb] (so transposed operands need no copy),
 C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned and holds
 `scratch_bytes(config, M, N, K)` bytes. C is never read before it is written unless
-`accumulate`, so it need not be zeroed. In the `finishes` variant, `epi` is null or an
-epilogue record whose callback finishes each final tile after it is stored (gemm_ir.py).
+`accumulate`, so it need not be zeroed. `epi` is null or an epilogue record whose callback
+finishes each row strip of C once it holds its final products (gemm_ir.py).
 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
 -> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
@@ -137,13 +137,12 @@ def _data_layout() -> str:
     return str(engine.target_machine().target_data)
 
 
-def gemm_llvm_ir(config: GemmConfig, name: str, finishes: bool = False) -> str:
-    """LLVM IR text of a module defining `name` (see the module docstring for the signature);
-    `finishes`: the variant that calls an epilogue record's `finish`, else `epi` is ignored."""
+def gemm_llvm_ir(config: GemmConfig, name: str) -> str:
+    """LLVM IR text of a module defining `name` (see the module docstring for the signature)."""
     module = ir.Module(name=name)
     module.triple = engine.host().triple
     module.data_layout = _data_layout()
-    GemmEmitter(config, module, name, finishes).emit_body()
+    GemmEmitter(config, module, name).emit_body()
     text = str(module)
     attrs = engine.function_attributes()
     if config.vector_bytes == 64:
@@ -269,12 +268,10 @@ _ARGTYPES = [ctypes.c_void_p if n in ("A", "B", "C", "scratch", "epi") else ctyp
 class GemmKernel:
     """One compiled GEMM plus a numpy-facing call (used by tests and benchmarks)."""
 
-    def __init__(self, config: GemmConfig, finishes: bool = False):
+    def __init__(self, config: GemmConfig):
         self.config = config
-        self.finishes = finishes
         self.name = f"tj_gemm_{config.dtype[5:]}"
-        self.module = engine.compile_llvm(gemm_llvm_ir(config, self.name, finishes),
-                                          pipeline="light")
+        self.module = engine.compile_llvm(gemm_llvm_ir(config, self.name), pipeline="light")
         self.fn = ctypes.CFUNCTYPE(None, *_ARGTYPES)(self.module.address(self.name))
         self._local = threading.local()
 
@@ -291,9 +288,7 @@ class GemmKernel:
     def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
                  epi: int | None = None) -> np.ndarray:
         """a @ b into `out` (a new array if None); `epi`: the address of an epilogue record
-        (runtime/gemm_ir.py), for a kernel that `finishes`."""
-        if epi is not None and not self.finishes:
-            raise ValueError("an epilogue record needs a kernel built with finishes=True")
+        (runtime/gemm_ir.py)."""
         dt = np.dtype(self.config.dtype)
         a, b = (_strided(x, dt) for x in (a, b))
         (m, k), (k2, n) = a.shape, b.shape

@@ -24,9 +24,9 @@ PTR = ir.PointerType()
 # rs), which are C[row:+rows, col:+cols], hold their final products, with the record itself
 # (the rest of it is the callback's): on each row strip of a block (MR or narrow_mr rows,
 # all its columns) after its last K block, while the strip is in L1 or L2. One compiled GEMM
-# serves every epilogue; it is a variant of its own (`finishes`). Called per tile, from the
-# tile loop, the call slowed every product by 4% at K=128 (784x128 @ 128x256: 205 -> 213 us)
-# and epilogues gained nothing over a separate pass.
+# serves every epilogue and plain products alike. Called per tile, from the tile loop, the
+# call slowed every product by 4% at K=128 (784x128 @ 128x256: 205 -> 213 us) and epilogues
+# gained nothing over a separate pass; per strip, plain products run as without it.
 FINISH_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I64, PTR])
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
@@ -56,14 +56,13 @@ def lanes_below(b: ir.IRBuilder, valid: ir.Value, lanes: int, first_lane: int = 
 class GemmEmitter:
     """Builds one GEMM function `void name(<ARG_NAMES>)` into a module."""
 
-    def __init__(self, cfg: GemmConfig, module: ir.Module, name: str, finishes: bool):
+    def __init__(self, cfg: GemmConfig, module: ir.Module, name: str):
         self.cfg = cfg
         self.es = 4 if cfg.dtype == "float32" else 8
         self.t = ir.FloatType() if self.es == 4 else ir.DoubleType()
         self.w = cfg.lanes
         self.nv = cfg.nr // self.w
         self.vt = ir.VectorType(self.t, self.w)
-        self.finishes = finishes
         self.prefetch = ir.Function(
             module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
         suffix = f"v{self.w}f{self.es * 8}"
@@ -235,11 +234,9 @@ class GemmEmitter:
                     b.call(self.masked_store, [x, p, align, mask])
 
     def emit_finish(self, blk: _Block, row: ir.Value, rows: ir.Value) -> None:
-        """The epilogue's `finish` on rows [row, row + rows) of the block, if its K block is
-        the last (the finishing variant only). Not inlined: each epilogue would need a GEMM
-        of its own, 0.25-0.65 s of compiling."""
-        if not self.finishes:
-            return
+        """The epilogue's `finish` on rows [row, row + rows) of the block, if there is one
+        and its K block is the last. Not inlined: each epilogue would need a GEMM of its own,
+        0.25-0.65 s of compiling."""
         b = self.b
         epi = self.macro.args[-1]
         with b.if_then(b.and_(blk.last, b.icmp_unsigned("!=", epi, ir.Constant(PTR, None)))):

@@ -62,16 +62,15 @@ def gemm_schedule(kernel: MatmulKernel) -> list[str]:
 
 
 def gemm_symbol(kernel: MatmulKernel) -> str:
-    """Compile (once per process per dtype, and again for epilogues, through the disk cache)
-    the GEMM a matmul kernel calls, and make its symbol visible to MCJIT."""
-    finishes = kernel.epilogue is not None
-    name = f"tj_gemm_{kernel.dtype.name}" + ("_finishing" if finishes else "")
+    """Compile (once per process per dtype, through the disk cache) the GEMM a matmul kernel
+    calls, and make its symbol visible to MCJIT."""
+    name = f"tj_gemm_{kernel.dtype.name}"
     with _gemm_lock:
         if name not in _gemm_modules:
             config = _gemm_config(kernel)
             store = disk_cache.entry(repr(("gemm", name, config, "light")), f"GEMM {name}")
-            module = engine.compile_cached(lambda: gemm.gemm_llvm_ir(config, name, finishes),
-                                           "light", store)
+            module = engine.compile_cached(lambda: gemm.gemm_llvm_ir(config, name), "light",
+                                           store)
             llvm.add_symbol(name, module.address(name))
             _gemm_modules[name] = module
     return name

@@ -200,19 +200,19 @@ def test_plan_text_names_blocks_and_tiles(dtype):
 
 
 def relu_finish(dtype: str) -> engine.NativeModule:
-    """A `finish` callback (runtime/gemm_ir.py) that applies relu to its tile and counts,
+    """A `finish` callback (runtime/gemm_ir.py) that applies relu to its strip and counts,
     in the record's int64 array [record[1]] of row stride record[2], each element of C it
     was handed."""
     t, i64 = (ir.FloatType() if dtype == "float32" else ir.DoubleType()), ir.IntType(64)
     module = ir.Module("relu_finish")
     module.triple = engine.host().triple
     fn = ir.Function(module, FINISH_TYPE, "relu_finish")
-    tile, rs, row, col, rows, cols, epi = fn.args
+    strip, rs, row, col, rows, cols, epi = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     counts = b.load(b.gep(epi, [c64(1)], source_etype=i64), typ=ir.PointerType())
     stride = b.load(b.gep(epi, [c64(2)], source_etype=i64), typ=i64)
     with counted_loop(b, 0, rows) as i, counted_loop(b, 0, cols) as j:
-        at = b.gep(tile, [b.add(b.mul(i, rs), j)], source_etype=t)
+        at = b.gep(strip, [b.add(b.mul(i, rs), j)], source_etype=t)
         x = b.load(at, typ=t)
         b.store(b.select(b.fcmp_ordered(">", x, ir.Constant(t, 0)), x, ir.Constant(t, 0)), at)
         seen = b.gep(counts, [b.add(b.mul(b.add(row, i), stride), b.add(col, j))],
@@ -224,12 +224,12 @@ def relu_finish(dtype: str) -> engine.NativeModule:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", ("tiny", "tiny_odd", "packed", "direct"))
-def test_epilogue_finishes_each_final_tile_once(dtype, variant):
+def test_epilogue_finishes_each_final_element_once(kernels, dtype, variant):
     """Several KC blocks with negative partial sums: relu must see only the final sum, and
-    the tiles handed to `finish` must cover C exactly once, at their own rows and columns,
+    the strips handed to `finish` must cover C exactly once, at their own rows and columns,
     whatever path and packing the layouts take."""
     finish = relu_finish(dtype)
-    kern = gemm.GemmKernel(variants(dtype)[variant], finishes=True)
+    kern = kernels[(dtype, variant)]
     rng = np.random.default_rng(3)
     for (m, n, k), la, lb in itertools.product(
             ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40), (70, 150, 33)),
@@ -241,11 +241,6 @@ def test_epilogue_finishes_each_final_tile_once(dtype, variant):
         ref = np.maximum(a.astype(np.float64) @ b.astype(np.float64), 0)
         np.testing.assert_allclose(c, ref, atol=1e-4 * k)
         np.testing.assert_array_equal(counts, 1)
-
-
-def test_an_epilogue_record_needs_a_finishing_kernel(kernels):
-    with pytest.raises(ValueError, match="finishes=True"):
-        kernels[("float32", "host")](np.ones((2, 2)), np.ones((2, 2)), epi=1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
