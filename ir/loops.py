@@ -153,7 +153,7 @@ class MatmulKernel:
     b: Operand2D
     c: Operand2D
     computes: tuple[str, ...]
-    # Elementwise ops applied to each final tile once it is stored (bias, activation): a
+    # Elementwise ops applied to C strip by strip once it holds the product (bias, relu): a
     # stage over (i, j) whose "acc" expression is the product and whose one store is to C.
     epilogue: Stage | None = None
 
@@ -228,8 +228,8 @@ def format_kernel(kernel: Kernel, vector_bytes: int | None = None,
         if schedule is not None:
             lines += [f"  {line}" for line in schedule(kernel)]
         if kernel.epilogue is not None:
-            lines.append("  epilogue on each final tile: for i0 in [0, {}) i1 in [0, {})".format(
-                kernel.m, kernel.n))
+            lines.append(f"  epilogue on each finished row strip: for i0 in [0, {kernel.m}) "
+                         f"i1 in [0, {kernel.n})")
             lines += [f"    {_format_expr(i, e)}" for i, e in enumerate(kernel.epilogue.exprs)]
             lines += [f"    {s.access} = e{s.expr}" for s in kernel.epilogue.stores]
         return lines

@@ -1,5 +1,6 @@
 """Lowering of matmul: the GEMM call, its epilogue (the elementwise ops that follow it and
-run on each final tile just after the GEMM stores it), and integer matmul as a loop kernel."""
+run on each row strip of C once the GEMM has finished it), and integer matmul as a loop
+kernel."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ def _available(state: Lowering, value) -> Home | None:
 
 
 def _epilogue_region(state: Lowering, matmul: Op) -> list[Op]:
-    """The elementwise ops after `matmul` that can run on its tiles: same shape, every
+    """The elementwise ops after `matmul` that can run on its output: same shape, every
     operand the product, another op of the region, or something already in memory; and
     only the last op's value is used outside the region."""
     later = state.fn.ops[state.fn.ops.index(matmul) + 1:]
