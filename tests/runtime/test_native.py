@@ -248,6 +248,51 @@ def test_bias_and_activation_run_in_the_matmul_epilogue(m, k, n, dtype):
                                atol=tolerance * np.sqrt(k))
 
 
+# Epilogue steps: (jit form, numpy form) on the product y and the operands of `epilogue_args`.
+EPILOGUE_STEPS = {
+    "row bias": (lambda y, o: y + o[0], lambda y, o: y + o[0]),
+    "column scale": (lambda y, o: y * o[1], lambda y, o: y * o[1]),
+    "minus other.T": (lambda y, o: y - o[2].T, lambda y, o: y - o[2].T),
+    "masked": (lambda y, o: jit.where(o[3], y, -y), lambda y, o: np.where(o[3], y, -y)),
+    "relu": (lambda y, o: jit.relu(y), lambda y, o: np.maximum(y, 0)),
+    "tanh": (lambda y, o: jit.tanh(y), lambda y, o: np.tanh(y)),
+    "halved": (lambda y, o: y * 0.5, lambda y, o: y * 0.5),
+}
+
+
+def epilogue_args(rng, m: int, k: int, n: int, dtype) -> list:
+    """x, w, then the operands the steps read: a row bias, a column scale, an n x m array
+    read transposed, a bool mask."""
+    shapes = ((m, k), (k, n), (n,), (m, 1), (n, m))
+    return [rng.standard_normal(s).astype(dtype) for s in shapes] + [rng.random((m, n)) < 0.5]
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(256, 300), n=st.integers(256, 300), k=st.integers(1, 40),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       steps=st.lists(st.sampled_from(sorted(EPILOGUE_STEPS)), min_size=1, max_size=5))
+def test_random_epilogues_match_numpy(m, n, k, dtype, steps):
+    """Chains of elementwise steps after a product of >= 2^16 elements run as its epilogue,
+    at every edge of the GEMM's strips, and agree with numpy."""
+    args = epilogue_args(np.random.default_rng(m * n + k), m, k, n, dtype)
+
+    def f(x, w, *operands):
+        y = x @ w
+        for step in steps:
+            y = EPILOGUE_STEPS[step][0](y, operands)
+        return y
+
+    compiled = jit.jit(f).lower(*args).compile()
+    assert compiled.stats["kernels"] == 1
+    want = args[0].astype(np.float64) @ args[1]
+    for step in steps:
+        want = EPILOGUE_STEPS[step][1](want, [a.astype(np.float64) if a.dtype != bool else a
+                                              for a in args[2:]])
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(compiled(*args).numpy(), want, rtol=tolerance,
+                               atol=tolerance * np.sqrt(k) * np.abs(want).max())
+
+
 def test_a_product_used_twice_is_stored_before_its_epilogue_would_change_it():
     x = np.random.default_rng(1).standard_normal((512, 512)).astype(np.float32)
     f = jit.jit(lambda x: (jit.relu(x @ x), x @ x * 2))
