@@ -22,8 +22,9 @@ PTR = ir.PointerType()
 # The GEMM's last argument `epi` is null or an epilogue record whose first field is a
 # `finish(c, rs, row, col, rows, cols, epi)`: called once the rows x cols at `c` (row stride
 # rs), which are C[row:+rows, col:+cols], hold their final products, with the record itself
-# (the rest of it is the callback's): on each row strip of a block (MR or narrow_mr rows,
-# all its columns) after its last K block, while the strip is in L1 or L2. One compiled GEMM
+# (the rest of it is the callback's): on each row strip of a block (MR rows, the last
+# mc % MR, or narrow_mr for a one-vector-wide block; all its columns) after its last K block,
+# usually while the strip is still in L1 or L2. One compiled GEMM
 # serves every epilogue and plain products alike. Called per tile, from the tile loop, the
 # call slowed every product by 4% at K=128 (784x128 @ 128x256: 205 -> 213 us) and epilogues
 # gained nothing over a separate pass; per strip, plain products run as without it.
@@ -212,8 +213,8 @@ class GemmEmitter:
     # ---- tile store ------------------------------------------------------------------
     def emit_store_tile(self, acc: list[list[ir.Value]], dst: ir.Value, rs: ir.Value,
                         add_dst: ir.Value, mask: ir.Value | None = None) -> None:
-        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j]: the one place the GEMM writes C.
-        With `mask` (tiles one vector wide), only its lanes.
+        """dst[i, j] = (dst[i, j] if add_dst) + acc[i, j]: the one place the GEMM stores
+        accumulators. With `mask` (tiles one vector wide), only its lanes.
 
         One straight-line store whatever `add_dst`: the old value is loaded always and a
         select keeps what applies (a tile store runs once per KC-deep microkernel, so that
@@ -602,23 +603,23 @@ class GemmEmitter:
         if mr < cfg.mr or self.nv == 1:
             with self.loop(c64(0), blk.nc, cfg.nr) as jr:
                 self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
-            self.emit_finish(blk, row, mr_eff)
-            return
-        rest = b.srem(blk.nc, c64(cfg.nr))
-        narrow = b.icmp_signed("<=", rest, c64(cfg.nr - self.w))  # an edge fewer vectors wide
-        wide = b.select(narrow, b.sub(blk.nc, rest), blk.nc)
-        with self.loop(c64(0), wide, cfg.nr) as jr:
-            self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
-        done = b.append_basic_block("cols_done")
-        vectors = b.select(narrow, b.sdiv(b.add(rest, c64(self.w - 1)), c64(self.w)), c64(0))
-        switch = b.switch(vectors, done)
-        for nv in range(1, self.nv):
-            case = b.append_basic_block(f"cols{nv}")
-            switch.add_case(c64(nv), case)
-            b.position_at_end(case)
-            self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel, mr, nv)
-            b.branch(done)
-        b.position_at_end(done)
+        else:
+            rest = b.srem(blk.nc, c64(cfg.nr))
+            narrow = b.icmp_signed("<=", rest, c64(cfg.nr - self.w))  # an edge fewer vectors wide
+            wide = b.select(narrow, b.sub(blk.nc, rest), blk.nc)
+            with self.loop(c64(0), wide, cfg.nr) as jr:
+                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+            done = b.append_basic_block("cols_done")
+            vectors = b.select(narrow, b.sdiv(b.add(rest, c64(self.w - 1)), c64(self.w)),
+                               c64(0))
+            switch = b.switch(vectors, done)
+            for nv in range(1, self.nv):
+                case = b.append_basic_block(f"cols{nv}")
+                switch.add_case(c64(nv), case)
+                b.position_at_end(case)
+                self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel, mr, nv)
+                b.branch(done)
+            b.position_at_end(done)
         self.emit_finish(blk, row, mr_eff)
 
     def _emit_tile(self, blk: _Block, row: ir.Value, jr: ir.Value, mr_eff: ir.Value,

@@ -232,7 +232,8 @@ def test_epilogue_finishes_each_final_element_once(kernels, dtype, variant):
     kern = kernels[(dtype, variant)]
     rng = np.random.default_rng(3)
     for (m, n, k), la, lb in itertools.product(
-            ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40), (70, 150, 33)),
+            ((17, 65, 50), (6, 64, 9), (1, 3, 200), (40, 130, 7), (53, 5, 40), (70, 150, 33),
+             (31, 5, 9)),  # (31, 5): narrow strips, then an MR-row strip, then the last rows
             ("C", "T", "strided"), ("C", "T")):
         a, b = operand(rng, (m, k), dtype, la), operand(rng, (k, n), dtype, lb)
         counts = np.zeros((m, n), np.int64)
