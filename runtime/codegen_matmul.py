@@ -8,7 +8,7 @@ from typing import Sequence
 from llvmlite import ir
 
 from ir import DType
-from ir.loops import Access, MatmulKernel, Stage
+from ir.loops import Access, MatmulKernel, Stage, stage_lanes
 from runtime.codegen import (I32, I64, PTR, VOID, c64, counted_loop, emit_op, masked_load,
                              masked_store, memory_type, splat)
 from runtime.elementwise import constant, lanes_of, llvm_type
@@ -69,15 +69,14 @@ def emit_finish(module: ir.Module, kernel: MatmulKernel, dtypes: dict[str, DType
     fn.linkage = "internal"
     strip, rs, row0, col0, rows, cols, epi = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    lanes = host().vector_bytes // kernel.dtype.itemsize
-    element = llvm_type(kernel.dtype)
+    lanes = stage_lanes(kernel.epilogue, host().vector_bytes)
+    element, vector = llvm_type(kernel.dtype), llvm_type(kernel.dtype, lanes)
     pointers = {name: b.load(b.gep(epi, [c64(1 + i)], source_etype=PTR), typ=PTR)
                 for i, name in enumerate(kernel.epilogue_buffers)}
     full = b.sub(cols, b.srem(cols, c64(lanes)))
 
     def finish(row: ir.Value, c_row: ir.Value, j: ir.Value, valid: ir.Value | None) -> None:
         at = b.gep(c_row, [j], source_etype=element)
-        vector = llvm_type(kernel.dtype, lanes)
         mask = None if valid is None else lanes_below(b, valid, lanes)
         acc = (b.load(at, typ=vector, align=kernel.dtype.itemsize) if mask is None else
                masked_load(b, at, vector, mask, kernel.dtype.itemsize))

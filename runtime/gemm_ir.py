@@ -22,12 +22,12 @@ PTR = ir.PointerType()
 # The GEMM's last argument `epi` is null or an epilogue record whose first field is a
 # `finish(c, rs, row, col, rows, cols, epi)`: called once the rows x cols at `c` (row stride
 # rs), which are C[row:+rows, col:+cols], hold their final products, with the record itself
-# (the rest of it is the callback's): on each row strip of a block (MR rows, the last
-# mc % MR, or narrow_mr for a one-vector-wide block; all its columns) after its last K block,
-# usually while the strip is still in L1 or L2. One compiled GEMM
-# serves every epilogue and plain products alike. Called per tile, from the tile loop, the
-# call slowed every product by 4% at K=128 (784x128 @ 128x256: 205 -> 213 us) and epilogues
-# gained nothing over a separate pass; per strip, plain products run as without it.
+# (the rest of it is the callback's): on each row strip of a block (MR rows, the last mc %
+# MR, or narrow_mr for a one-vector-wide block; all its columns) after its last K block,
+# usually while the strip is still in L1 or L2. One compiled GEMM serves every epilogue and
+# plain products alike. Called per tile, from the tile loop, the call slowed every product by
+# 4% at K=128 (784x128 @ 128x256: 205 -> 213 us) and epilogues gained nothing over a separate
+# pass; per strip, plain products run as without it.
 FINISH_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I64, PTR])
 
 # b_panel(jr) -> (pointer to B micro-panel jr, its k stride, its alignment)
