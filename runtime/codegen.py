@@ -1,12 +1,13 @@
 """Loop kernels in LLVM IR, and the small helpers every emitter shares.
 
 Each stage's innermost loop is explicitly vectorized (`<W x T>`, W from the host's widest
-vector register and the stage's widest element) and unrolled UNROLL times: with one
-accumulator per copy when it reduces, else as one `<UNROLL*W x T>` body. LLVM splits that
+vector register and the stage's widest element) and unrolled UNROLL times as one
+`<UNROLL*W x T>` body; a reduction accumulates into a vector that wide. LLVM splits that
 wide body into UNROLL registers op by op, so the copies' long dependency chains (exp, a
 division) interleave; whole copies one after the other fill the out-of-order scheduler with
 operations waiting on the same chain (sigmoid(a*b+c)*2: 5.8 -> 7.0 Gelem/s on Zen5, where
-copies did nothing). A `<W x T>` loop and one masked `<W x T>` body for the last n % W
+copies did nothing; sum(sigmoid(a*b+c)) 1M, which had one copy per accumulator: 203 -> 181
+us). A `<W x T>` loop and one masked `<W x T>` body for the last n % W
 elements finish (a scalar tail where an access is strided along the row): rows of 10
 classes cost one vector each, not ten scalar exps (the MLP's cross-entropy: 11.2 -> 6.1 us).
 A temp holding one row is read and written whole even there (`whole_tail`).
@@ -158,20 +159,20 @@ class StageEmitter:
     def emit(self, outer: list[ir.Value]) -> None:
         b, stage = self.b, self.stage
         if not stage.shape:
-            self.body(outer, 1, None)
+            self.body(outer, 1)
             return
-        self.accs = {}
+        widths = (1, self.lanes, self.lanes * UNROLL) if self.lanes > 1 else (1,)
+        self.accs = {}  # (slot, lanes) -> the accumulator of the bodies that many lanes wide
         for r in stage.reductions:
             dtype = self.slot_types[r.slot][1]
-            for u in range(UNROLL):
-                self.accs[(r.slot, u, self.lanes)] = self.alloca(identity(r.kind, dtype, self.lanes))
-            self.accs[(r.slot, 0, 1)] = self.alloca(identity(r.kind, dtype))
+            for width in widths:
+                self.accs[(r.slot, width)] = self.alloca(identity(r.kind, dtype, width))
         self.nest(outer, list(stage.shape))
         for r in stage.reductions:
             dtype = self.slot_types[r.slot][1]
-            total = b.load(self.accs[(r.slot, 0, 1)])
-            for u in range(UNROLL):
-                part = horizontal(b, r.kind, dtype, b.load(self.accs[(r.slot, u, self.lanes)]))
+            total = b.load(self.accs[(r.slot, 1)])
+            for width in widths[1:]:
+                part = horizontal(b, r.kind, dtype, b.load(self.accs[(r.slot, width)]))
                 total = combine(b, r.kind, dtype, total, part)
             b.store(total, self.slots[r.slot])
 
@@ -196,7 +197,7 @@ class StageEmitter:
         self.loop(index, 0, main_end, block)
         self.loop(index, main_end, vector_end, lanes)
         if vector_end < n and self.masks_fit():
-            self.body(index + [c64(vector_end)], lanes, 0, tail=n - vector_end)
+            self.body(index + [c64(vector_end)], lanes, tail=n - vector_end)
         else:
             self.loop(index, vector_end, n, 1)
 
@@ -226,15 +227,11 @@ class StageEmitter:
     def loop(self, index: list[ir.Value], start: int | ir.Value, stop: int | ir.Value,
              step: int, streaming: bool = False) -> None:
         """The innermost dimension from start to stop, `step` elements per iteration: one
-        element, one vector, or a main-loop block (UNROLL vectors or accumulators)."""
+        element, one vector, or a main-loop block of UNROLL vectors."""
         if isinstance(start, int) and isinstance(stop, int) and start >= stop:
             return
         with counted_loop(self.b, start, stop, step) as j:
-            if step > self.lanes and self.stage.reductions:
-                for u in range(UNROLL):
-                    self.body(index + [self.b.add(j, c64(u * self.lanes))], self.lanes, u)
-            else:
-                self.body(index + [j], step, 0, streaming)
+            self.body(index + [j], step, streaming)
 
     def address(self, access: Access, index: list[ir.Value]) -> ir.Value:
         b = self.b
@@ -325,8 +322,8 @@ class StageEmitter:
             return EMITTERS["cast"](Ctx(b, [i64], e.dtype, {}, {}), [i])
         return emit_op(b, self.stage, e, values)
 
-    def body(self, index: list[ir.Value], lanes: int, copy: int | None,
-             streaming: bool = False, tail: int | None = None) -> None:
+    def body(self, index: list[ir.Value], lanes: int, streaming: bool = False,
+             tail: int | None = None) -> None:
         """One step of the row: `lanes` elements from index; with `tail`, only the first
         `tail` of them (masked loads and stores, identities into reductions)."""
         b, stage = self.b, self.stage
@@ -345,7 +342,7 @@ class StageEmitter:
                 b.store(value, self.slots[r.slot])
                 continue
             dtype = self.slot_types[r.slot][1]
-            acc = self.accs[(r.slot, copy if lanes > 1 else 0, lanes)]
+            acc = self.accs[(r.slot, lanes)]
             b.store(combine(b, r.kind, dtype, b.load(acc), active(value, r.kind, dtype)), acc)
         for s in stage.stores:
             value, dtype = values[s.expr], stage.exprs[s.expr].dtype
