@@ -17,6 +17,11 @@ import numpy as np
 
 from ir.core import DType
 
+# Temps live in one scratch arena whose base is aligned to ARENA_ALIGN bytes. Each starts at a
+# multiple of it and, while it lives, owns its bytes up to the next multiple: code may read and
+# write a whole vector (<= ARENA_ALIGN bytes) over a temp's last elements (runtime/codegen.py,
+# `whole_tail`), so those padding bytes hold any bits, never another live buffer's data.
+ARENA_ALIGN = 64
 
 @dataclass(frozen=True)
 class Buffer:

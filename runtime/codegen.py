@@ -29,8 +29,8 @@ from typing import Iterator, Sequence
 from llvmlite import ir
 
 from ir import DType, i64
-from ir.loops import (Access, Expr, LoopKernel, MatmulKernel, Program, Stage, Store,
-                      reduction_identity, stage_lanes)
+from ir.loops import (ARENA_ALIGN, Access, Expr, LoopKernel, MatmulKernel, Program, Stage,
+                      Store, reduction_identity, stage_lanes)
 from runtime.elementwise import (EMITTERS, Ctx, constant, intrinsic, lanes_of, llvm_type,
                                  type_suffix)
 from runtime.engine import host
@@ -39,7 +39,7 @@ from runtime.gemm import cache_sizes
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
 VOID = ir.VoidType()
-UNROLL = 4            # vector registers per main-loop iteration (accumulators when reducing)
+UNROLL = 4            # vector registers per main-loop iteration
 LINE = 64             # bytes: streamed stores start at this alignment
 
 
@@ -108,6 +108,7 @@ def horizontal(b: ir.IRBuilder, kind: str, dtype: DType, vector: ir.Value) -> ir
                          ret=vector.type.element, overload=vector.type, fastmath=("reassoc",))
     if dtype.is_float:
         lanes = lanes_of(vector)
+        assert lanes & (lanes - 1) == 0, "halving needs a power-of-two lane count"
         while lanes > 1:
             lanes //= 2
             halves = [b.shuffle_vector(vector, vector, ir.Constant(
@@ -115,8 +116,7 @@ def horizontal(b: ir.IRBuilder, kind: str, dtype: DType, vector: ir.Value) -> ir
                 for first in (0, lanes)]
             vector = combine(b, kind, dtype, *halves)
         return b.extract_element(vector, ir.Constant(I32, 0))
-    name = {("add", False): "add", ("max", False): "smax", ("min", False): "smin"}[
-        (kind, dtype.is_float)]
+    name = {"add": "add", "max": "smax", "min": "smin"}[kind]
     return intrinsic(b, f"vector.reduce.{name}", [vector], ret=vector.type.element,
                      overload=vector.type)
 
@@ -150,10 +150,10 @@ class StageEmitter:
 
     def __init__(self, b: ir.IRBuilder, stage: Stage, pointers: dict[str, ir.Value],
                  dtypes: dict[str, DType], slots: list[ir.Value], slot_types: list,
-                 stream: Store | None = None, temp_sizes: dict[str, int] | None = None):
+                 stream: Store | None, temp_sizes: dict[str, int]):
         self.b, self.stage, self.pointers, self.dtypes = b, stage, pointers, dtypes
         self.slots, self.slot_types, self.stream = slots, slot_types, stream
-        self.temp_sizes = temp_sizes or {}
+        self.temp_sizes = temp_sizes
         self.lanes = stage_lanes(stage, host().vector_bytes)
 
     def emit(self, outer: list[ir.Value]) -> None:
@@ -243,16 +243,19 @@ class StageEmitter:
         return b.gep(self.pointers[access.buffer], [offset], source_etype=memory_type(dtype))
 
     def whole_tail(self, access: Access) -> bool:
-        """Whether a row's masked tail may load or store `access` as a whole vector: a temp
-        of one row, indexed by the row position alone. The arena gives every temp 64-byte
-        aligned bytes, rounded up to 64, that no buffer live with it shares (passes/memory.py),
-        and the tail's vector starts at a multiple of its own size (at most 64 bytes), so it
-        stays in them. A later stage's load of the row then reads the stored vector from the
-        store buffer, where after a masked store it waited for the store to retire, once per
-        stage of every row. The MLP's cross-entropy (128 rows of 10, four stages): 5.4 -> 3.5
-        us with the horizontal max as a tree, 6.0 with neither (the tree alone: no change)."""
-        size = self.temp_sizes.get(access.buffer)
-        return (size is not None and size <= self.stage.shape[-1]
+        """Whether a row's masked tail may load or store `access` as one whole vector: a temp
+        of exactly the row's length, indexed by the row position alone. The tail's vector
+        starts at a multiple of its size (at most ARENA_ALIGN bytes), so it stays in bytes the
+        temp owns (ir/loops.py). Its lanes past the row hold any bits, stale arena bytes
+        included, which no emitted op can trap on (float ops do not trap, integer division
+        is not an op, casts saturate), and which masked stores and reductions drop.
+
+        Why: a later stage's load of the row then reads the stored vector from the store
+        buffer, where after a masked store it waited for the store to retire, once per stage
+        of every row. The MLP's cross-entropy (128 rows of 10, four stages): 5.4 -> 3.5 us
+        with the horizontal max as a tree, 6.0 with neither (the tree alone: no change)."""
+        assert host().vector_bytes <= ARENA_ALIGN
+        return (self.temp_sizes.get(access.buffer) == self.stage.shape[-1]
                 and access.offset == 0 and access.row_step == 1 and not any(access.strides[:-1]))
 
     def load(self, access: Access, index: list[ir.Value], lanes: int,
@@ -325,7 +328,8 @@ class StageEmitter:
     def body(self, index: list[ir.Value], lanes: int, streaming: bool = False,
              tail: int | None = None) -> None:
         """One step of the row: `lanes` elements from index; with `tail`, only the first
-        `tail` of them (masked loads and stores, identities into reductions)."""
+        `tail` of them (masked loads and stores but `whole_tail`'s, identities into
+        reductions)."""
         b, stage = self.b, self.stage
         mask = None if tail is None else ir.Constant(
             ir.VectorType(ir.IntType(1), lanes), [lane < tail for lane in range(lanes)])

@@ -16,11 +16,11 @@ from typing import Sequence
 import llvmlite.binding as llvm
 import numpy as np
 
-from ir.loops import MatmulKernel, Program
+from ir.loops import ARENA_ALIGN, MatmulKernel, Program
 from ir.loops import to_text as loops_text
 from runtime import disk_cache, engine, entry, gemm, pyabi
 
-ALIGN = 64
+ALIGN = ARENA_ALIGN  # of the scratch arena (the loop IR's contract) and the GEMM workspace
 METH_FASTCALL = 0x0080
 
 
