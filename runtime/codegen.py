@@ -196,7 +196,11 @@ class StageEmitter:
         vector_end = n - n % lanes if lanes > 1 else 0
         self.loop(index, 0, main_end, block)
         self.loop(index, main_end, vector_end, lanes)
-        if vector_end < n and self.masks_fit():
+        # A tail of one element stays scalar: LLVM 22's x86 backend turns a masked store of a
+        # truncated vector whose constant mask has one lane into a store of the untruncated
+        # element (i64 -> i32 wrote 8 bytes, past the end of the last row's output: a heap
+        # overflow; llvm/llvm-project#179489, fixed after 22.1).
+        if n - vector_end > 1 and self.masks_fit():
             self.body(index + [c64(vector_end)], lanes, tail=n - vector_end)
         else:
             self.loop(index, vector_end, n, 1)

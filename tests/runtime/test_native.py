@@ -136,6 +136,22 @@ def test_row_tails_of_every_length(dtype):
         assert_matches(traced, [x, flags], compile_native(traced)([x, flags]))
 
 
+def test_no_row_tail_is_a_masked_store_of_one_lane():
+    """A tail of one element runs as a scalar: LLVM 22's x86 backend stores a narrowing cast's
+    single masked lane at its wide width (i64 -> i32: 8 bytes), which overflowed the output
+    of a row's last element (llvm/llvm-project#179489)."""
+    def f(x):
+        return (x * x).astype(np.int32)
+
+    for n in range(1, 20):
+        x = np.arange(3 * n, dtype=np.int64).reshape(3, n) - n
+        lowered = jit.jit(f).lower(x)
+        stores = [line for line in lowered.as_text("llvm").splitlines()
+                  if "call void @llvm.masked.store" in line]
+        assert all(line.count("i1 true") > 1 for line in stores), (n, stores)
+        np.testing.assert_array_equal(lowered.compile()(x), f(x))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_max_and_min_propagate_nan_from_every_lane(dtype):
     """The horizontal max and min (a tree of vector halves) against numpy: a NaN anywhere
