@@ -45,6 +45,20 @@ def _in_f64(fn: Callable) -> Callable:
     return reference
 
 
+def _extremum(fn: Callable, negative_zero_wins: bool) -> Callable:
+    """numpy's maximum or minimum, with a tie of zeros signed as IEEE 754-2019 orders them
+    (-0 < +0) and the native code's llvm.maximum/minimum compute it; numpy returns either."""
+    def reference(x, y):
+        result = fn(x, y)
+        if result.dtype.kind != "f":
+            return result
+        signs = (np.signbit(x) | np.signbit(y)) if negative_zero_wins else \
+            (np.signbit(x) & np.signbit(y))
+        tie = (x == 0) & (y == 0)
+        return np.where(tie, np.where(signs, -0.0, 0.0), result).astype(result.dtype)
+    return reference
+
+
 def _power(x, y):
     """C99 pow, which the native code calls. numpy's loops turn an exponent of 0.5 into a
     square root, which differs from pow at -inf (NaN, not +inf) and -0 (-0, not +0)."""
@@ -197,8 +211,8 @@ _define("sub", 2, np.subtract, _sub_vjp, accepts="numeric")
 _define("mul", 2, np.multiply, _mul_vjp)
 _define("div", 2, np.divide, _div_vjp, accepts="float")
 _define("pow", 2, _power, _pow_vjp, accepts="numeric")
-_define("maximum", 2, np.maximum, _extremum_vjp("gt"))
-_define("minimum", 2, np.minimum, _extremum_vjp("lt"))
+_define("maximum", 2, _extremum(np.maximum, False), _extremum_vjp("gt"))
+_define("minimum", 2, _extremum(np.minimum, True), _extremum_vjp("lt"))
 for _name, _ref in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
                     ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)):
     _define(_name, 2, _ref, None, result="bool")

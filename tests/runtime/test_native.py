@@ -168,6 +168,22 @@ def test_row_max_and_min_propagate_nan_from_every_lane(dtype):
         np.testing.assert_array_equal(got_min.numpy(), x.min(axis=1))
 
 
+def test_max_and_min_sign_a_tie_of_zeros_as_ieee_orders_them():
+    """-0 < +0 in maximum, minimum and their reductions, natively and in the reference (numpy
+    returns either zero of a tie, by the order it compares them in)."""
+    def f(x, y):
+        return jit.maximum(x, y), jit.minimum(x, y), jit.max(x, axis=1), jit.min(x, axis=1)
+
+    x = np.array([[-0.0, 0.0, -0.0], [-0.0, -0.0, -0.0], [0.0, 0.0, -0.0]] * 6, np.float32)
+    y = np.array([[0.0, -0.0, -0.0], [0.0, -0.0, 0.0], [0.0, -0.0, -0.0]] * 6, np.float32)
+    want = ([[0, 0, 1], [0, 1, 0], [0, 0, 1]] * 6, [[1, 1, 1], [1, 1, 1], [0, 1, 1]] * 6,
+            [0, 1, 0] * 6, [1, 1, 1] * 6)
+    traced = jit.make_ir(f)(x, y)
+    for got in (ir.interpret(traced, [x, y]), compile_native(traced)([x, y])):
+        for g, signs in zip(got, want):
+            np.testing.assert_array_equal(np.signbit(g), np.array(signs, bool))
+
+
 def test_a_row_temp_is_read_and_written_whole_in_the_masked_tail():
     """Only the input's load and the output's store of a 10-element row are masked: the row
     temp between the stages (64 bytes of the arena, its own) is a plain vector, so the next
