@@ -89,7 +89,8 @@ class Lowering:
                 if isinstance(view, InLiteral):
                     view = InLiteral(view.literal, out_shape)
                     continue
-                view = buffer_view(view, op, in_shape, out_shape, attrs) or self.copy(view, dtype)
+                view = (buffer_view(view, op, in_shape, out_shape, attrs)
+                        or buffer_view(self.copy(view, dtype), op, in_shape, out_shape, attrs))
             return view
         key = (id(home.stage), home.expr if isinstance(home, InStage) else -1 - home.slot)
         if key not in self.stored:

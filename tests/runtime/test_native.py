@@ -232,6 +232,21 @@ def test_loops_stage_shows_each_matmul_schedule():
     assert "schedule: packed, blocks mc=" in text and "tile (" in text
 
 
+@pytest.mark.parametrize("shape, perm", [((1, 2, 2), (0, 2, 1)), ((3, 4, 5), (2, 0, 1)),
+                                         ((4, 6), (1, 0))])
+def test_a_reshape_of_a_transposed_computed_value_regroups_the_copy(shape, perm):
+    """A computed value, transposed, then reshaped across the transposed axes: the reshape
+    needs a contiguous copy of the transposed view and must then apply to that copy (it read
+    the copy with the transposed view's strides, past its end, before)."""
+    def f(x):
+        return jit.transpose(jit.abs(x + 1), perm).reshape(-1)
+
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) - 5
+    traced = jit.make_ir(f)(x)
+    got = compile_native(traced)([x])
+    np.testing.assert_array_equal(got[0], np.abs(x + 1).transpose(perm).reshape(-1))
+
+
 def test_gradient_programs_run_natively_and_match_the_interpreter():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 5, 7)), rng.standard_normal((7, 3))
