@@ -1,11 +1,11 @@
 """Loop kernels in LLVM IR, and the small helpers every emitter shares.
 
 Each stage's innermost loop is explicitly vectorized (`<W x T>`, W from the host's widest
-vector register and the stage's widest element) and unrolled UNROLL times as one `<UNROLL*W x
-T>` body; a reduction accumulates into a vector that wide. LLVM splits that wide body into
-UNROLL registers op by op, so the copies' long dependency chains (exp, a division) interleave;
-whole copies one after the other fill the out-of-order scheduler with operations waiting on the
-same chain (sigmoid(a*b+c)*2: 5.8 -> 7.0 Gelem/s on Zen5, where copies did nothing;
+vector register and the stage's widest element) and unrolled UNROLL times as one
+`<UNROLL*W x T>` body; a reduction accumulates into a vector that wide. LLVM splits that wide
+body into UNROLL registers op by op, so the copies' long dependency chains (exp, a division)
+interleave; whole copies one after the other fill the out-of-order scheduler with operations
+waiting on the same chain (sigmoid(a*b+c)*2: 5.8 -> 7.0 Gelem/s on Zen5, where copies did nothing;
 sum(sigmoid(a*b+c)) 1M, which had one copy per accumulator: 203 -> 181 us). A `<W x T>` loop
 and one masked `<W x T>` body for the last n % W elements finish (a scalar tail where an access
 is strided along the row, or for a single element: `nest`): rows of 10 classes cost one vector
