@@ -61,6 +61,16 @@ def test_random_programs_match_the_interpreter(data):
     assert_matches(fn, args, compile_native(fn)(args))
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_random_programs_with_long_rows_match_the_interpreter(data):
+    """Rows up to 80: the 4W-lane main loop and its reductions run (the test above stops at 9,
+    inside one masked vector)."""
+    fn = data.draw(programs(max_ops=6, max_dim=80, max_rank=2), label="program")
+    args = data.draw(arguments(fn, special=True), label="args")
+    assert_matches(fn, args, compile_native(fn)(args))
+
+
 @pytest.mark.parametrize("size", [1, 7, 9, 17, 1023])
 @pytest.mark.parametrize("name", sorted(n for n, d in ir.REGISTRY.items()
                                         if d.kind == "elementwise" and d.arity))
