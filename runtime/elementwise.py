@@ -124,7 +124,8 @@ def _sign(c: Ctx, xs):
     (x,) = xs
     zero, one, minus = (c.const(v, like=x) for v in (0, 1, -1))
     if c.in_dtypes[0].is_float:
-        inner = c.b.select(c.b.fcmp_ordered("<", x, zero), minus, x)  # keeps 0, -0 and NaN
+        # x + 0.0 is +0 for either zero (numpy's sign(-0.0) is 0.0) and keeps NaN
+        inner = c.b.select(c.b.fcmp_ordered("<", x, zero), minus, c.b.fadd(x, zero))
         return c.b.select(c.b.fcmp_ordered(">", x, zero), one, inner)
     inner = c.b.select(c.b.icmp_signed("<", x, zero), minus, zero)
     return c.b.select(c.b.icmp_signed(">", x, zero), one, inner)

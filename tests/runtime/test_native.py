@@ -198,6 +198,14 @@ def test_max_and_min_sign_a_tie_of_zeros_as_ieee_orders_them():
             np.testing.assert_array_equal(np.signbit(g), np.array(signs, bool))
 
 
+def test_sign_of_either_zero_is_positive_zero_as_in_numpy():
+    fn = ir.parse("func @f(%x: f32[6]) -> f32[6] {\n  %0 = sign %x : f32[6]\n  return %0\n}")
+    x = np.array([-0.0, 0.0, -2.0, 3.0, np.nan, -np.inf], np.float32)
+    for got in (ir.interpret(fn, [x])[0], compile_native(fn)([x])[0]):
+        np.testing.assert_array_equal(got, np.sign(x))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(np.sign(x)))
+
+
 def test_a_row_temp_is_read_and_written_whole_in_the_masked_tail():
     """Only the input's load and the output's store of a 10-element row are masked: the row
     temp between the stages (64 bytes of the arena, its own) is a plain vector, so the next
