@@ -8,9 +8,9 @@ interleave; whole copies one after the other fill the out-of-order scheduler wit
 waiting on the same chain (sigmoid(a*b+c)*2: 5.8 -> 7.0 Gelem/s on Zen5, where copies did nothing;
 sum(sigmoid(a*b+c)) 1M, which had one copy per accumulator: 203 -> 181 us). A `<W x T>` loop
 and one masked `<W x T>` body for the last n % W elements finish (a scalar tail where an access
-is strided along the row, or for a single element: `nest`): rows of 10 classes cost one vector
-each, not ten scalar exps (the MLP's cross-entropy: 11.2 -> 6.1 us). A temp holding one row is
-read and written whole even there (`whole_tail`).
+is strided along the row): rows of 10 classes cost one vector each, not ten scalar exps (the
+MLP's cross-entropy: 11.2 -> 6.1 us). A temp holding one row is read and written whole even
+there (`whole_tail`).
 
 On x86, a kernel too big for the L3 streams the output a non-reducing stage fills contiguously:
 the main loop's stores are non-temporal (`!nontemporal`, MOVNTPS), so the output's lines are
@@ -130,6 +130,18 @@ def masked_load(b: ir.IRBuilder, pointer: ir.Value, vector: ir.VectorType, mask:
 
 def masked_store(b: ir.IRBuilder, value: ir.Value, pointer: ir.Value, mask: ir.Value,
                  align: int) -> None:
+    """Store the lanes of `mask`. A constant mask of one lane is a scalar store: LLVM 22's x86
+    backend turns a masked store of a truncated vector with such a mask into a store of the
+    untruncated element (i64 -> i32 wrote 8 bytes, past the end of the last row's output: a
+    heap overflow; llvm/llvm-project#179489, fixed after 22.1)."""
+    if isinstance(mask, ir.Constant):
+        active = [lane for lane, bit in enumerate(mask.constant) if bit.constant]
+        if len(active) == 1:
+            (lane,) = active
+            element = b.extract_element(value, ir.Constant(I32, lane))
+            b.store(element, b.gep(pointer, [c64(lane)], source_etype=value.type.element),
+                    align=align)
+            return
     name = f"llvm.masked.store.{type_suffix(value.type)}.p0"
     fn = b.module.globals.get(name) or ir.Function(
         b.module, ir.FunctionType(VOID, [value.type, PTR, I32, mask.type]), name)
@@ -196,11 +208,7 @@ class StageEmitter:
         vector_end = n - n % lanes if lanes > 1 else 0
         self.loop(index, 0, main_end, block)
         self.loop(index, main_end, vector_end, lanes)
-        # A tail of one element stays scalar: LLVM 22's x86 backend turns a masked store of a
-        # truncated vector whose constant mask has one lane into a store of the untruncated
-        # element (i64 -> i32 wrote 8 bytes, past the end of the last row's output: a heap
-        # overflow; llvm/llvm-project#179489, fixed after 22.1).
-        if n - vector_end > 1 and self.masks_fit():
+        if vector_end < n and self.masks_fit():
             self.body(index + [c64(vector_end)], lanes, tail=n - vector_end)
         else:
             self.loop(index, vector_end, n, 1)
