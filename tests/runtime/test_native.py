@@ -53,22 +53,27 @@ def test_every_elementwise_op_has_a_native_body():
     assert set(EMITTERS) - elementwise == set()
 
 
-@settings(max_examples=int(os.environ.get("TENSORJIT_FUZZ_EXAMPLES", 60)), deadline=None)
-@given(data=st.data())
-def test_random_programs_match_the_interpreter(data):
-    fn = data.draw(programs(max_ops=6, max_dim=9), label="program")
+FUZZ_EXAMPLES = int(os.environ.get("TENSORJIT_FUZZ_EXAMPLES", 60))
+
+
+def check_random_program(data, **config) -> None:
+    fn = data.draw(programs(max_ops=6, **config), label="program")
     args = data.draw(arguments(fn, special=True), label="args")
     assert_matches(fn, args, compile_native(fn)(args))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_random_programs_match_the_interpreter(data):
+    check_random_program(data, max_dim=9)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(data=st.data())
 def test_random_programs_with_long_rows_match_the_interpreter(data):
     """Rows up to 80: the 4W-lane main loop and its reductions run (the test above stops at 9,
     inside one masked vector)."""
-    fn = data.draw(programs(max_ops=6, max_dim=80, max_rank=2), label="program")
-    args = data.draw(arguments(fn, special=True), label="args")
-    assert_matches(fn, args, compile_native(fn)(args))
+    check_random_program(data, max_dim=80, max_rank=2)
 
 
 @pytest.mark.parametrize("size", [1, 7, 9, 17, 1023])
@@ -151,9 +156,9 @@ def test_row_tails_of_every_length(dtype):
 
 
 def test_no_row_tail_is_a_masked_store_of_one_lane():
-    """A tail of one element runs as a scalar: LLVM 22's x86 backend stores a narrowing cast's
-    single masked lane at its wide width (i64 -> i32: 8 bytes), which overflowed the output
-    of a row's last element (llvm/llvm-project#179489)."""
+    """A tail of one element is a scalar store: LLVM 22's x86 backend stores a narrowing
+    cast's single masked lane at its wide width (i64 -> i32: 8 bytes), which overflowed the
+    output of a row's last element (llvm/llvm-project#179489)."""
     def f(x):
         return (x * x).astype(np.int32)
 
