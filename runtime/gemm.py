@@ -32,8 +32,11 @@ shared noisy VM, interleaved medians; FMA peak ~265):
 - Tiles: 6x64 (24 zmm) best; 12x32 / 14x32 equal at n >= 512, 10-15% slower at n=64
   (row edge); 8x48 and 4x64 worse at n >= 128. Direct path 6x64 at n=64: 240-265.
 - Loop order ir -> jr (A panel in L1, B block kc x nc in L2): +5-10% at n=2048 over
-  BLIS jr -> ir, whose kc x 64 B micro-panel does not fit L1. kc 128-512 and nc 512-1024
-  are one plateau (kc=256, nc=768 kept); k-unroll 1 vs 2: no difference.
+  BLIS jr -> ir, whose kc x 64 B micro-panel does not fit L1. k-unroll 1 vs 2: no difference.
+- Blocks, A read in place: kc=1024, nc=128 (A rows read as 4 KiB streams, C read back once
+  at K=2048) against kc=256, nc=768: 2048^2 0.97 -> 1.01-1.05x numpy, 1024^2 1.04 -> 1.05-1.06x
+  (three interleaved runs), float64 kc=512: 1024^2 1.19 -> 1.21x. A packed (x.T @ ct) keeps
+  kc=256, nc=768: it is packed again for every nc columns, and kc=1024, nc=128 costs 20-25%.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
   n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
@@ -68,10 +71,12 @@ class GemmConfig:
     mr: int               # register tile rows
     nr: int               # register tile columns, a multiple of the vector lanes
     mc: int               # rows of a packed A block (multiple of mr; only A with csa != 1)
-    kc: int               # depth of a block: C is read back K / kc - 1 times
+    kc: int               # depth of a block with A read in place (its MR x kc panel in L1)
     nc: int               # columns of the packed B block (multiple of nr), kept in L2
-    direct_b_bytes: int   # a B (rows contiguous) up to this size is read in place
-    direct_k: int         # ... and only if K is at most this (A's MR x K micro-panel in L1)
+    a_packed_kc: int      # kc and nc when A is packed: shallower, wider B blocks, as A is
+    a_packed_nc: int      # packed again for every nc columns
+    direct_b_bytes: int   # a B (rows contiguous) up to this size is read in place, in one
+                          # K block if K <= kc
     narrow_mr: int        # register tile rows when C's block is one vector wide
     k_unroll: int = 1
     accumulate: bool = False  # C += A @ B instead of C = A @ B
@@ -117,19 +122,24 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     es = ITEMSIZE[dtype]
     vb = min(host.vector_bytes, 64)
     mr, nr = _TILES[(vb, dtype)]
-    kc = 256  # the KC plateau: 256-512 measure the same on Zen3 and Zen5
-    # The packed B block (kc x nc) is swept once per A micro-panel: keep it in 3/4 of L2.
-    nc = max(nr, (l2 * 3 // 4) // (kc * es) // nr * nr)
-    mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer (A with csa != 1)
+    # A read in place: its MR x kc micro-panel fills half of L1 (each row a 4 KiB stream on
+    # Zen5, long enough for the prefetchers), the kc x nc B block half of L2.
+    kc = l1 // 2 // (mr * es) // 8 * 8
+    nc = max(nr, (l2 // 2) // (kc * es) // nr * nr)
+    # A packed (A = x.T or strided): A is packed again for every nc columns, so B's block
+    # is wider and shallower, in 3/4 of L2.
+    a_packed_kc = 256
+    a_packed_nc = max(nr, (l2 * 3 // 4) // (a_packed_kc * es) // nr * nr)
+    mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer
     # Reading B in place, if it stays in L2 across A's micro-panels, saves its packing pass
     # (Zen5, AVX-512: a B of 512-800 KB: 128x784 @ 784x256 241 -> 256 GFLOP/s, 64x784x256
     # 226 -> 260; a 1 MB B ties or loses: 512^2 248 -> 234). AVX2's 6x16 tiles gained only
     # up to 128^3 (64 KB of B).
     direct_b_bytes = l2 * 4 // 5 if vb == 64 else min(l2, 64 << 10)
-    direct_k = l1 // 2 // (mr * es)
     # One vector of columns: as many rows as registers allow (32 with AVX-512, else 16).
     narrow_mr = 4 * mr if vb == 64 else 2 * mr
-    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, direct_b_bytes, direct_k, narrow_mr)
+    return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, a_packed_kc, a_packed_nc, direct_b_bytes,
+                      narrow_mr)
 
 
 @functools.cache
@@ -154,19 +164,35 @@ def gemm_llvm_ir(config: GemmConfig, name: str) -> str:
 
 def reads_in_place(config: GemmConfig, N: int, K: int) -> bool:
     """Whether B (if its rows are contiguous) and A are read without packing."""
-    return K * N * config.itemsize <= config.direct_b_bytes and K <= config.direct_k
+    return K * N * config.itemsize <= config.direct_b_bytes and K <= config.kc
 
 
 def scratch_bytes(config: GemmConfig, M: int, N: int, K: int) -> int:
     """Bytes of packing workspace the kernel uses for these sizes (B block, then A block;
-    read in place, only B's K x NR edge panel)."""
-    def up(x: int, m: int) -> int:
-        return -(-x // m) * m
-    kc = min(config.kc, K)
-    nc = min(config.nc, up(N, config.nr))
-    mc = min(config.mc, up(M, config.mr))
-    b_block = max(kc * nc, K * config.nr if reads_in_place(config, N, K) else 0)
-    return max(64, up(b_block * config.itemsize, 64) + up(mc * kc * config.itemsize, 64))
+    read in place, only B's K x NR edge panel). The strides are not known here: room for
+    either blocking."""
+    b_block = max(K * config.nr if reads_in_place(config, N, K) else 0,
+                  b_block_bytes(config, N, K, a_packed=False),
+                  b_block_bytes(config, N, K, a_packed=True))
+    mc = min(config.mc, _round_up(M, config.mr))
+    return max(64, b_block + _round_up(mc * min(config.a_packed_kc, K) * config.itemsize, 64))
+
+
+def blocks(config: GemmConfig, a_packed: bool) -> tuple[int, int, int]:
+    """(mc, kc, nc) of the packed path, which depend on whether A is packed too."""
+    if a_packed:
+        return config.mc, config.a_packed_kc, config.a_packed_nc
+    return config.mc, config.kc, config.nc
+
+
+def b_block_bytes(config: GemmConfig, N: int, K: int, a_packed: bool) -> int:
+    """Bytes of the packed B block (64-byte multiple): the A block follows it in scratch."""
+    _, kc, nc = blocks(config, a_packed)
+    return _round_up(min(kc, K) * min(nc, _round_up(N, config.nr)) * config.itemsize, 64)
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
 
 
 @dataclass(frozen=True)
@@ -199,22 +225,23 @@ class GemmPlan:
                  "read in place" + (f", its last {edge} columns copied to a padded panel"
                                     if edge else ""))
             lines = [f"schedule: direct (B {self.k}x{self.n} within {cfg.direct_b_bytes >> 10}"
-                     f" KiB of L2, K <= {cfg.direct_k}): A {a}; B {b}"]
+                     f" KiB of L2, K <= {cfg.kc}): A {a}; B {b}"]
         else:
-            kc, rows, indent = min(cfg.kc, self.k), min(cfg.mc, self.m), "        "
-            blocks = max(1, -(-self.k // cfg.kc))
+            mc, kc_step, nc = blocks(cfg, self.a_packing != "none")
+            k_blocks = max(1, -(-self.k // kc_step))
+            kc, rows, indent = min(kc_step, self.k), min(mc, self.m), "        "
             b = {"rows": "rows copied", "elements": "element copies",
                  "transposes": "register transposes" + (
                      f", the last {edge} columns by element copies" if edge else "")
                  }[self.b_packing if self.n >= cfg.nr else "elements"]
-            lines = [f"schedule: packed, blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}",
-                     f"  for jc in [0, {self.n}) step {cfg.nc}:",
-                     f"    for pc in [0, {self.k}) step {cfg.kc}:" + (
-                         f"   ({blocks} K blocks: the first stores C, the rest add to it)"
-                         if blocks > 1 else ""),
-                     f"      B[pc:+{kc}, jc:+{min(cfg.nc, self.n)}] -> {cfg.nr}-column panels"
+            lines = [f"schedule: packed, blocks mc={mc} kc={kc_step} nc={nc}",
+                     f"  for jc in [0, {self.n}) step {nc}:",
+                     f"    for pc in [0, {self.k}) step {kc_step}:" + (
+                         f"   ({k_blocks} K blocks: the first stores C, the rest add to it)"
+                         if k_blocks > 1 else ""),
+                     f"      B[pc:+{kc}, jc:+{min(nc, self.n)}] -> {cfg.nr}-column panels"
                      f" ({b})",
-                     f"      for ic in [0, {self.m}) step {cfg.mc}: A block {a}"]
+                     f"      for ic in [0, {self.m}) step {mc}: A block {a}"]
         return lines + [indent + line for line in self._tile_lines(rows, kc)]
 
     def _tile_lines(self, rows: int, kc: int) -> list[str]:

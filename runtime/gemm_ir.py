@@ -434,18 +434,14 @@ class GemmEmitter:
         a, rsa, csa, bm, rsb, csb, c, rsc, m, n, k, scratch, _ = self.fn.args
         with b.if_then(b.or_(b.icmp_signed("<=", m, c64(0)), b.icmp_signed("<=", n, c64(0)))):
             b.ret_void()
-        kc_max = self.imin(c64(cfg.kc), k)
-        nc_max = self.imin(c64(cfg.nc), self.round_up(n, cfg.nr))
-        b_bytes = self.round_up(b.mul(b.mul(kc_max, nc_max), c64(self.es)), 64)
-        ap = self.byte_gep(scratch, b_bytes)
         fits = b.icmp_signed("<=", b.mul(b.mul(k, n), c64(self.es)), c64(cfg.direct_b_bytes))
         direct = b.and_(b.and_(fits, b.icmp_signed("==", csb, c64(1))),
-                        b.icmp_signed("<=", k, c64(cfg.direct_k)))
+                        b.icmp_signed("<=", k, c64(cfg.kc)))
         with b.if_else(direct) as (yes, no):
             with yes:
                 self.emit_direct(scratch)
             with no:
-                self.emit_packed(ap, scratch, c64(0), m)
+                self.emit_packed(scratch, c64(0), m)
         b.ret_void()
         return self.fn
 
@@ -502,20 +498,27 @@ class GemmEmitter:
         self._call_block(a, rsa, rsa, csa, 1, bm, 1, rsb, bp, nfull, c, rsc, 0, 0, m, n, k, 1,
                          1)
 
-    def emit_packed(self, ap: ir.Value, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
+    def emit_packed(self, bp: ir.Value, m_lo: ir.Value, m_hi: ir.Value) -> None:
         """Goto/BLIS nest jc -> pc -> pack B -> ic -> (pack A) -> block over rows [m_lo, m_hi).
 
         A with unit column stride is read in place: its MR x KC micro-panel stays in L1 while
         jr sweeps the packed B block in L2, so packing it only costs time (5% at n=512).
-        The ic loop is the unit a thread can own: with B packed once and shared, a thread
-        runs the same ic loop over its own row range with its own A buffer.
+        A packed block follows B's in scratch (`bp`). The ic loop is the unit a thread can
+        own: with B packed once and shared, a thread runs the same ic loop over its own row
+        range with its own A buffer.
         """
         cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _, _ = self.fn.args
-        with self.loop(c64(0), n, cfg.nc) as jc:
-            nc = self.imin(c64(cfg.nc), b.sub(n, jc))
-            with self.loop(c64(0), k, cfg.kc, once=True) as pc:
-                kc = self.imin(c64(cfg.kc), b.sub(k, pc))
+        a_in_place = b.icmp_signed("==", csa, c64(1))
+        kc_step = b.select(a_in_place, c64(cfg.kc), c64(cfg.a_packed_kc))
+        nc_step = b.select(a_in_place, c64(cfg.nc), c64(cfg.a_packed_nc))
+        b_bytes = b.mul(b.mul(self.imin(kc_step, k),
+                              self.imin(nc_step, self.round_up(n, cfg.nr))), c64(self.es))
+        ap = self.byte_gep(bp, self.round_up(b_bytes, 64))
+        with self.loop(c64(0), n, nc_step) as jc:
+            nc = self.imin(nc_step, b.sub(n, jc))
+            with self.loop(c64(0), k, kc_step, once=True) as pc:
+                kc = self.imin(kc_step, b.sub(k, pc))
                 first = b.zext(b.icmp_signed("==", pc, c64(0)), I64)
                 last = b.zext(b.icmp_signed(">=", b.add(pc, kc), k), I64)
                 self.emit_pack_b(self.gep(bm, b.add(b.mul(pc, rsb), b.mul(jc, csb))),
@@ -524,7 +527,7 @@ class GemmEmitter:
                 with self.loop(m_lo, m_hi, cfg.mc) as ic:
                     mc = self.imin(c64(cfg.mc), b.sub(m_hi, ic))
                     a_blk = self.gep(a, b.add(b.mul(ic, rsa), b.mul(pc, csa)))
-                    with b.if_else(b.icmp_signed("==", csa, c64(1))) as (in_place, packed):
+                    with b.if_else(a_in_place) as (in_place, packed):
                         with in_place:
                             self._call_block(a_blk, rsa, rsa, 1, 1, *b_args, ic, jc, mc, nc, kc,
                                              first, last)

@@ -28,11 +28,12 @@ def variants(dtype: str) -> dict[str, gemm.GemmConfig]:
     cfg = gemm.gemm_config(dtype)
     return {
         "host": cfg,
-        "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, direct_b_bytes=0),
-        "tiny_odd": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr,
-                                        direct_b_bytes=0),
+        "tiny": dataclasses.replace(cfg, mc=2 * cfg.mr, kc=8, nc=2 * cfg.nr, a_packed_kc=8,
+                                    a_packed_nc=2 * cfg.nr, direct_b_bytes=0),
+        "tiny_odd": dataclasses.replace(cfg, mc=3 * cfg.mr, kc=5, nc=3 * cfg.nr, a_packed_kc=7,
+                                        a_packed_nc=cfg.nr, direct_b_bytes=0),
         "packed": dataclasses.replace(cfg, direct_b_bytes=0),
-        "direct": dataclasses.replace(cfg, direct_b_bytes=1 << 62, direct_k=1 << 62),
+        "direct": dataclasses.replace(cfg, direct_b_bytes=1 << 62, kc=1 << 62),
     }
 
 
@@ -140,7 +141,7 @@ def plan_cases(cfg: gemm.GemmConfig) -> list[tuple[tuple[int, int, int], str, st
     nr, wide = cfg.nr, cfg.nr + 6
     return [((64, nr, 64), "C", "C"), ((64, wide, 64), "C", "C"), ((64, wide, 64), "T", "C"),
             ((64, nr, 64), "C", "T"), ((100, wide, 200), "T", "T"),
-            ((30, wide, 50), "strided", "T"), ((40, 2 * nr, cfg.direct_k + 1), "C", "C"),
+            ((30, wide, 50), "strided", "T"), ((40, 2 * nr, cfg.kc + 1), "C", "C"),
             ((40, wide, 30), "T", "strided"), ((50, max(1, cfg.lanes // 2), 30), "C", "C")]
 
 
@@ -161,7 +162,7 @@ def test_plan_matches_what_the_kernel_packs(kernels, dtype):
         scratch[...] = 0xAB
         reference_check(kern(a, b), a, b)
         b_block = (k * cfg.nr * es if plan.direct else  # an edge panel, or a block
-                   -(-min(cfg.kc, k) * min(cfg.nc, -(-n // cfg.nr) * cfg.nr) * es // 64) * 64)
+                   gemm.b_block_bytes(cfg, n, k, a_packed=plan.a_packing != "none"))
         assert np.any(scratch[:b_block] != 0xAB) == (not plan.direct or n % cfg.nr != 0), plan
         packed_a = scratch[b_block:].view(dtype)
         if plan.a_packing == "none":
@@ -188,7 +189,10 @@ def test_plan_text_names_blocks_and_tiles(dtype):
         return "\n".join(gemm.plan(cfg, m, n, k, a_strides, b_strides).lines())
 
     packed = text(1000, 1000, 1000, (1, 1000), (1000, 1))
-    assert f"blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}" in packed
+    assert f"blocks mc={cfg.mc} kc={cfg.a_packed_kc} nc={cfg.a_packed_nc}" in packed
+    in_place = text(1000, 1000, 2 * cfg.kc, (2 * cfg.kc, 1), (1000, 1))
+    assert f"blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}" in in_place
+    assert "(2 K blocks: the first stores C" in in_place
     assert f"{mr}x{nr} tile" in packed and "register transposes" in packed
     short = text(mr - 1, nr, 8, (8, 1), (nr, 1))  # only one short row tile runs
     assert short.startswith("schedule: direct") and "for ir" not in short
@@ -263,7 +267,8 @@ def test_config_per_vector_width(vector_bytes):
     for dtype in DTYPES:
         cfg = gemm.gemm_config(dtype, fake, caches=(32 << 10, 512 << 10, 8 << 20))
         lanes = vector_bytes // cfg.itemsize
-        assert cfg.nr % lanes == 0 and cfg.mc % cfg.mr == 0 and cfg.nc % cfg.nr == 0
+        assert cfg.nr % lanes == 0 and cfg.mc % cfg.mr == 0
+        assert cfg.nc % cfg.nr == 0 and cfg.a_packed_nc % cfg.nr == 0
         accumulators = cfg.mr * cfg.nr // lanes
         assert accumulators <= (24 if vector_bytes == 64 else 12)
         assert cfg.narrow_mr <= (24 if vector_bytes == 64 else 12)
