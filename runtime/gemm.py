@@ -35,8 +35,10 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   BLIS jr -> ir, whose kc x 64 B micro-panel does not fit L1. k-unroll 1 vs 2: no difference.
 - Blocks, A read in place: kc=1024, nc=128 (A rows read as 4 KiB streams, C read back once
   at K=2048) against kc=256, nc=768: 2048^2 0.97 -> 1.01-1.05x numpy, 1024^2 1.04 -> 1.05-1.06x
-  (three interleaved runs), float64 kc=512: 1024^2 1.19 -> 1.21x. A packed (x.T @ ct) keeps
-  kc=256, nc=768: it is packed again for every nc columns, and kc=1024, nc=128 costs 20-25%.
+  (three interleaved runs), float64 kc=512: 1024^2 1.19 -> 1.21x. A packed (x.T @ ct) is
+  packed again for every nc columns (kc=1024, nc=128 costs it 20-25%): kc=128, nc=1024
+  against kc=256, nc=768: 1024^2 0.99-1.02 -> 1.05-1.09x, 2048^2 0.97 -> 0.99-1.00x; float64
+  (nc=512) 512^2 1.16 -> 1.27x, 1024^2 1.13 -> 1.18x.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
   n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
@@ -127,9 +129,9 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     kc = l1 // 2 // (mr * es) // 8 * 8
     nc = max(nr, (l2 // 2) // (kc * es) // nr * nr)
     # A packed (A = x.T or strided): A is packed again for every nc columns, so B's block
-    # is wider and shallower, in 3/4 of L2.
-    a_packed_kc = 256
-    a_packed_nc = max(nr, (l2 * 3 // 4) // (a_packed_kc * es) // nr * nr)
+    # is as wide as half of L2 holds at a shallow kc.
+    a_packed_kc = 128
+    a_packed_nc = max(nr, (l2 // 2) // (a_packed_kc * es) // nr * nr)
     mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer
     # Reading B in place, if it stays in L2 across A's micro-panels, saves its packing pass
     # (Zen5, AVX-512: a B of 512-800 KB: 128x784 @ 784x256 241 -> 256 GFLOP/s, 64x784x256
