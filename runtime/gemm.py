@@ -44,7 +44,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
   (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy (`python -m benchmarks`, whole calls): n=64 1.18x, 128 1.17x, 256 1.09x,
-  512 1.05x, 1024 1.06x, 2048 1.02x; float64 256 1.29x, 1024 1.23x. IR ~3k lines, light-pipeline compile 75-90 ms.
+  512 1.05x, 1024 1.06x, 2048 1.02x; float64 256 1.29x, 1024 1.23x. IR ~3k lines,
+  light-pipeline compile 75-90 ms.
 """
 from __future__ import annotations
 
