@@ -23,6 +23,7 @@ from ir.core import DType
 # `whole_tail`), so those padding bytes hold any bits, never another live buffer's data.
 ARENA_ALIGN = 64
 
+
 @dataclass(frozen=True)
 class Buffer:
     name: str

@@ -55,15 +55,14 @@ def _reduce_ref(fn):
     return lambda x, axes: fn(x, axis=tuple(axes)).astype(x.dtype, copy=False)
 
 
-register(OpDef("reduce_sum", "reduce", _reduce_rule("reduce_sum"),
-               lambda x, axes: np.sum(x, axis=tuple(axes), dtype=x.dtype),
-               _reduce_sum_vjp, 1, ("axes",)))
 def _reduce_extremum_ref(fn, negative_zero_wins: bool):
     """np.max or np.min, with a result of zero signed as IEEE 754-2019 orders zeros (-0 < +0),
     as the native code's llvm.maximum/minimum do (and `maximum`/`minimum`): a max is -0 only
     when no +0 takes part, a min whenever a -0 does; numpy's sign depends on its order."""
+    plain = _reduce_ref(fn)
+
     def reference(x, axes):
-        result = _reduce_ref(fn)(x, axes)
+        result = plain(x, axes)
         if result.dtype.kind != "f":
             return result
         axes, zero, signed = tuple(axes), x == 0, np.signbit(x)
@@ -73,6 +72,9 @@ def _reduce_extremum_ref(fn, negative_zero_wins: bool):
     return reference
 
 
+register(OpDef("reduce_sum", "reduce", _reduce_rule("reduce_sum"),
+               lambda x, axes: np.sum(x, axis=tuple(axes), dtype=x.dtype),
+               _reduce_sum_vjp, 1, ("axes",)))
 register(OpDef("reduce_max", "reduce", _reduce_rule("reduce_max"),
                _reduce_extremum_ref(np.max, False), _reduce_extremum_vjp, 1, ("axes",)))
 register(OpDef("reduce_min", "reduce", _reduce_rule("reduce_min"),

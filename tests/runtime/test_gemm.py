@@ -140,7 +140,7 @@ def plan_cases(cfg: gemm.GemmConfig) -> list[tuple[tuple[int, int, int], str, st
     on this host (sizes follow its tiles and limits)."""
     nr, wide = cfg.nr, cfg.nr + 6
     return [((64, nr, 64), "C", "C"), ((64, wide, 64), "C", "C"), ((64, wide, 64), "T", "C"),
-            ((64, nr, 64), "C", "T"), ((100, wide, 120), "T", "T"),
+            ((64, nr, 64), "C", "T"), ((100, wide, cfg.a_packed_kc), "T", "T"),
             ((30, wide, 50), "strided", "T"), ((40, 2 * nr, cfg.kc + 1), "C", "C"),
             ((40, wide, 30), "T", "strided"), ((50, max(1, cfg.lanes // 2), 30), "C", "C")]
 
