@@ -41,6 +41,10 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   (nc=512) 512^2 1.16 -> 1.27x, 1024^2 1.13 -> 1.18x.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
   n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
+- A = x.T on the direct path, read in place: copying it to MR-row panels first (vector
+  copies, the whole A or each micro-panel before its tiles) was slower: 256^3 126 -> 135 us,
+  784x128x256 191 -> 201 us (interleaved). Prefetching B ahead in the first row panel, where
+  B comes from L3 (MLP step, x @ w1): no change beyond noise.
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
   (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy (`python -m benchmarks`, whole calls): n=64 1.18x, 128 1.17x, 256 1.09x,
