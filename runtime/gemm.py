@@ -12,14 +12,16 @@ C[i,j] is C[i*rsc + j]. C must not overlap A or B. `scratch` is 64-byte aligned 
 finishes each row strip of C once it holds its final products (gemm_ir.py).
 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
--> MR x NR register tile of explicit <W x T> llvm.fma chains, C rows prefetched at entry. The
+-> MR x NR register tile of explicit <W x T> llvm.fma chains, each tile's C rows prefetched
+before its microkernel. The
 first KC block stores and later ones accumulate (the epilogue finishes the last); edge columns
 go through a stack tile, computed by a kernel only as many vectors wide as they need, the
 last M % MR rows through exact-height kernels. A C block one vector wide (N=10: a classifier
 head) is computed in tiles of `narrow_mr` rows (24 with AVX-512), stored with masks. A with unit
 column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
-in L2); when B (rows contiguous) fits in L2 and an A micro-panel in half of L1, nothing is
-packed: A and B are read in place, in one K block.
+in L2); when B (rows contiguous) is within `direct_b_bytes` (4/5 of L2 with AVX-512) and
+K <= kc, A and B are read in place, in one K block (only B's last N % NR columns are copied,
+to a padded panel).
 The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
 columns over one K block) that both paths call. `plan` says which path and packing a shape
 and layout get (the loops stage prints it under each matmul). Threads: hand each one a row
@@ -40,7 +42,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   against kc=256, nc=768: 1024^2 0.99-1.02 -> 1.05-1.09x, 2048^2 0.97 -> 0.99-1.00x; float64
   (nc=512) 512^2 1.16 -> 1.27x, 1024^2 1.13 -> 1.18x.
 - Not packing row-major A: n=512 231 -> 238. Direct (unpacked) path beats packing up to
-  n=256 (250 vs 224) and at 512 (244 vs 238, but needs K <= KC so not enabled).
+  n=256 (250 vs 224) and at 512 (244 vs 238, but its 1 MB B exceeds `direct_b_bytes`:
+  not enabled).
 - A = x.T on the direct path, read in place: copying it to MR-row panels first (vector
   copies, the whole A or each micro-panel before its tiles) was slower: 256^3 126 -> 135 us,
   784x128x256 191 -> 201 us (interleaved). Prefetching B ahead in the first row panel, where
@@ -48,8 +51,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
   (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy (`python -m benchmarks`, whole calls): n=64 1.18x, 128 1.17x, 256 1.09x,
-  512 1.05x, 1024 1.06x, 2048 1.02x; float64 256 1.29x, 1024 1.23x. IR ~3k lines,
-  light-pipeline compile 75-90 ms.
+  512 1.05x, 1024 1.06x, 2048 1.02x; float64 256 1.29x, 1024 1.23x. IR ~5k lines,
+  light-pipeline compile ~0.12 s.
 """
 from __future__ import annotations
 
@@ -77,7 +80,8 @@ class GemmConfig:
     vector_bytes: int     # 16 / 32 / 64: SSE, AVX2, AVX-512
     mr: int               # register tile rows
     nr: int               # register tile columns, a multiple of the vector lanes
-    mc: int               # rows of a packed A block (multiple of mr; only A with csa != 1)
+    mc: int               # rows of an A block on the packed path (multiple of mr and
+                          # narrow_mr); sizes the packed-A buffer
     kc: int               # depth of a block with A read in place (its MR x kc panel in L1)
     nc: int               # columns of the packed B block (multiple of nr), kept in L2
     a_packed_kc: int      # kc and nc when A is packed: shallower, wider B blocks, as A is
@@ -137,13 +141,13 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     # is as wide as half of L2 holds at a shallow kc.
     a_packed_kc = 128
     a_packed_nc = max(nr, (l2 // 2) // (a_packed_kc * es) // nr * nr)
-    mc = max(mr, 240 // mr * mr)  # only bounds the packed-A buffer
+    mc = max(mr, 240 // mr * mr)  # the ic step; bounds the packed-A buffer
     # Reading B in place, if it stays in L2 across A's micro-panels, saves its packing pass
     # (Zen5, AVX-512: a B of 512-800 KB: 128x784 @ 784x256 241 -> 256 GFLOP/s, 64x784x256
     # 226 -> 260; a 1 MB B ties or loses: 512^2 248 -> 234). AVX2's 6x16 tiles gained only
     # up to 128^3 (64 KB of B).
     direct_b_bytes = l2 * 4 // 5 if vb == 64 else min(l2, 64 << 10)
-    # One vector of columns: as many rows as registers allow (32 with AVX-512, else 16).
+    # One vector of columns: 24 rows with AVX-512's 32 registers, else 12.
     narrow_mr = 4 * mr if vb == 64 else 2 * mr
     return GemmConfig(dtype, vb, mr, nr, mc, kc, nc, a_packed_kc, a_packed_nc, direct_b_bytes,
                       narrow_mr)

@@ -1,8 +1,9 @@
 """LLVM IR emission for the packed, register-tiled GEMM (design and numbers: runtime/gemm.py).
 
-Every `_emit_*` helper appends code at the builder's position, so the microkernel and the
-tile store are inlined where they are used: the "light" pipeline has no inliner and no LICM,
-so loop invariants (row offsets, pointers) are hoisted here by hand.
+The `emit_*` helpers append code at the builder's position, so the microkernel and the tile
+store are inlined where they are used; only `name.block` (the tile loops) and the two
+transposing packers are functions of their own, called. The "light" pipeline has no inliner
+and no LICM, so loop invariants (row offsets, pointers) are hoisted here by hand.
 """
 from __future__ import annotations
 
