@@ -279,8 +279,12 @@ class GemmPlan:
                              f"({vectors} {vector} a row)")
             elif edge:
                 lines.append(f"the last {edge} columns: through a stack tile")
-        if left % cfg.mr:
-            short = left % cfg.mr
+        short = left % cfg.mr
+        if short and left >= cfg.mr and not self.narrow and self.a_packing != "panels":
+            tall, half = cfg.mr + short, nv // 2
+            lines.append(f"the last {tall} rows: {tall}x{half * w} tiles ({half} {vector} a "
+                         f"row), in place of {cfg.mr}x{cfg.nr} and {short}x{cfg.nr}")
+        elif short:
             lines.append(f"the last {short} rows: {short}x{cfg.nr} tiles ({nv} {vector} a row"
                          + (", edge columns through a stack tile)" if edge else ")"))
         return lines

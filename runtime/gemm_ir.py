@@ -248,18 +248,20 @@ class GemmEmitter:
 
     def emit_write_tile(self, acc: list[list[ir.Value]], c: ir.Value, rsc: ir.Value,
                         mr_eff: ir.Value, nr_eff: ir.Value, first: ir.Value) -> None:
-        """Store a tile to C; edge tiles go through the stack tile so the store stays vector."""
-        cfg, b = self.cfg, self.b
+        """Store a tile to C; edge tiles go through the stack tile (rows as wide as the tile)
+        so the store stays vector."""
+        b = self.b
+        width = c64(len(acc[0]) * self.w)
         edge = b.or_(b.icmp_signed("<", mr_eff, c64(len(acc))),
-                     b.icmp_signed("<", nr_eff, c64(cfg.nr)))
+                     b.icmp_signed("<", nr_eff, width))
         need_c = self.reads_c(first)
         with b.if_then(b.and_(edge, need_c)):
-            self.emit_copy(c, rsc, self.tile, c64(cfg.nr), mr_eff, nr_eff)
+            self.emit_copy(c, rsc, self.tile, width, mr_eff, nr_eff)
         dst = b.select(edge, self.tile, c)
-        rs = b.select(edge, c64(cfg.nr), rsc)
+        rs = b.select(edge, width, rsc)
         self.emit_store_tile(acc, dst, rs, need_c)
         with b.if_then(edge):
-            self.emit_copy(self.tile, c64(cfg.nr), c, rsc, mr_eff, nr_eff)
+            self.emit_copy(self.tile, width, c, rsc, mr_eff, nr_eff)
 
     def reads_c(self, first: ir.Value) -> ir.Value:
         """Whether a tile's store adds to C: every K block after the first, or always."""
@@ -549,24 +551,63 @@ class GemmEmitter:
         b_panel(jr) = (B micro-panel, k stride, alignment).
 
         The last mc % MR rows get a kernel of exactly that height: A read in place must not
-        be read past row M, and no FMA is spent on padding rows.
+        be read past row M, and no FMA is spent on padding rows. With A's rows evenly spaced,
+        they join the last full MR rows in one tall row of tiles half as wide
+        (`_emit_tall_row`).
         """
         cfg, b = self.cfg, self.b
         start = self._emit_narrow_rows(blk, ic, mc, a_src, b_panel) if self.nv > 1 else c64(0)
         rest = b.sub(mc, start)
         full = b.add(start, self.round_down(rest, cfg.mr))
-        with self.loop(start, full, cfg.mr) as ir_:
+        left = b.sub(mc, full)
+        tall = b.and_(b.and_(blk.even_rows, b.icmp_signed(">", blk.nc, c64(self.w))),
+                      b.and_(b.icmp_signed(">", left, c64(0)),
+                             b.icmp_signed(">=", b.sub(full, start), c64(cfg.mr))))
+        last_full = b.select(tall, b.sub(full, c64(cfg.mr)), full)
+        with self.loop(start, last_full, cfg.mr) as ir_:
             self._emit_tile_row(blk, ic, ir_, self.imin(c64(cfg.mr), b.sub(mc, ir_)), a_src,
                                 b_panel, cfg.mr)
         done = b.append_basic_block("rows_done")
-        switch = b.switch(b.sub(mc, full), done)
-        for rows in range(1, cfg.mr):
+        switch = b.switch(b.select(tall, b.add(left, c64(cfg.mr)), left), done)
+        for rows in range(1, 2 * cfg.mr):
+            if rows == cfg.mr:
+                continue
             case = b.append_basic_block(f"rows{rows}")
             switch.add_case(c64(rows), case)
             b.position_at_end(case)
-            self._emit_tile_row(blk, ic, full, c64(rows), a_src, b_panel, rows)
+            if rows < cfg.mr:
+                self._emit_tile_row(blk, ic, full, c64(rows), a_src, b_panel, rows)
+            else:
+                self._emit_tall_row(blk, ic, last_full, rows, a_src, b_panel)
             b.branch(done)
         b.position_at_end(done)
+
+    def _emit_tall_row(self, blk: _Block, ic: ir.Value, ir_: ir.Value, rows: int,
+                       a_src: tuple[ir.Value, ...], b_panel: BPanel) -> None:
+        """`rows` (MR + 1 to 2 MR - 1) rows of A against the block in tiles NR / 2 wide.
+
+        Every row of tiles streams the whole B block from L2, which supplies about 26 bytes
+        a cycle on Zen5: MR rows of FMAs need 21, so a row of 2-4 remainder rows alone runs
+        at that limit, not at the FMA rate (128x784 @ 784x256: the last 2 rows took 7.8 us,
+        a full row of 6 9.6). Tall tiles half as wide need fewer bytes per FMA than MR-row
+        tiles do.
+        """
+        b = self.b
+        base, step, a_rs, a_ks = a_src
+        a_panel = (self.gep(base, b.mul(ir_, step)), a_rs, a_ks)
+        row = b.add(ic, ir_)
+        vectors = self.nv // 2
+        width = vectors * self.w
+        with self.loop(c64(0), blk.nc, width) as jt:
+            offset = b.srem(jt, c64(self.cfg.nr))
+            panel, b_ks, b_align = b_panel(b.sub(jt, offset))
+            c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), b.add(blk.jc, jt)))
+            self.emit_prefetch_c(c_tile, blk.rsc, rows, vectors)
+            acc = self.emit_kernel(*a_panel, self.gep(panel, offset), b_ks, blk.kc, b_align,
+                                   rows, vectors)
+            self.emit_write_tile(acc, c_tile, blk.rsc, c64(rows),
+                                 self.imin(c64(width), b.sub(blk.nc, jt)), blk.first)
+        self.emit_finish(blk, row, c64(rows))
 
     def _emit_narrow_rows(self, blk: _Block, ic: ir.Value, mc: ir.Value,
                           a_src: tuple[ir.Value, ...], b_panel: BPanel) -> ir.Value:

@@ -197,6 +197,10 @@ def test_plan_text_names_blocks_and_tiles(dtype):
     short = text(mr - 1, nr, 8, (8, 1), (nr, 1))  # only one short row tile runs
     assert short.startswith("schedule: direct") and "for ir" not in short
     assert f"the last {mr - 1} rows: {mr - 1}x{nr} tiles" in short
+    tall = text(3 * mr + 2, 2 * nr, 64, (64, 1), (2 * nr, 1))  # 2 rows join the last MR
+    assert f"the last {mr + 2} rows: {mr + 2}x{nr // 2} tiles" in tall
+    strided = text(3 * mr + 2, 2 * nr, 64, (128, 2), (1, 64))  # packed, A in MR-row panels
+    assert "the last 2 rows: 2x" in strided
     head = text(cfg.narrow_mr + mr + 1, w, 64, (64, 1), (w, 1))  # a one-vector-wide C
     assert f"for ir step {cfg.narrow_mr}: {cfg.narrow_mr}x{w} tile" in head
     assert f"the last {w} columns: {mr}x{w} tiles" in head and "the last 1 rows" in head
