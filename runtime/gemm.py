@@ -13,12 +13,12 @@ finishes each row strip of C once it holds its final products (gemm_ir.py).
 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR)
 -> MR x NR register tile of explicit <W x T> llvm.fma chains, each tile's C rows prefetched
-before its microkernel. The
-first KC block stores and later ones accumulate (the epilogue finishes the last); edge columns
-go through a stack tile, computed by a kernel only as many vectors wide as they need, the
-last M % MR rows through exact-height kernels. A C block one vector wide (N=10: a classifier
-head) is computed in tiles of `narrow_mr` rows (24 with AVX-512), stored with masks. A with unit
-column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
+before its microkernel. The first KC block stores and later ones accumulate (the epilogue
+finishes the last); edge columns go through a stack tile, computed by a kernel only as many
+vectors wide as they need; the last M % MR rows join the last MR in one row of tiles of exact
+height and half the width (with A in MR-row panels: exact-height kernels of their own).
+A C block one vector wide (N=10: a classifier head) is computed in tiles of `narrow_mr` rows
+(24 with AVX-512), stored with masks. A with unit column stride is never packed (its micro-panel stays in L1 while jr sweeps the packed B block
 in L2); when B (rows contiguous) is within `direct_b_bytes` (4/5 of L2 with AVX-512) and
 K <= kc, A and B are read in place, in one K block (only B's last N % NR columns are copied,
 to a padded panel).
@@ -48,6 +48,10 @@ shared noisy VM, interleaved medians; FMA peak ~265):
   copies, the whole A or each micro-panel before its tiles) was slower: 256^3 126 -> 135 us,
   784x128x256 191 -> 201 us (interleaved). Prefetching B ahead in the first row panel, where
   B comes from L3 (MLP step, x @ w1): no change beyond noise.
+- Remainder rows: each row of tiles streams the B block from L2 (~26 B a cycle here), so a
+  row of 2-4 rows alone cost as much as a full one (x@784x256: 2 rows 7.8 us, 4 rows 8.3, 6
+  rows 9.6). Joined to the last full row as 8x32 (10x32) tiles: 128x784x256 217 -> 204 us,
+  MLP step 683 -> 664-669 us, example 2 at 256 397-401 -> 394-397 us (kernel ticks).
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
   (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy (`python -m benchmarks`, whole calls): n=64 1.18x, 128 1.17x, 256 1.09x,
