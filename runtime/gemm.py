@@ -55,8 +55,8 @@ shared noisy VM, interleaved medians; FMA peak ~265):
 - One-vector-wide C (128x256 @ 256x10): 6-row tiles 85-99 GFLOP/s, 24-row tiles 130-137
   (numpy 104); only with LLVM's loop strength reduction off (runtime/engine.py).
 - Result vs numpy (`python -m benchmarks` at 068f28b, whole calls): n=64 1.17x, 128 1.21x,
-  256 1.09x, 512 1.04x, 1024 1.05x, 2048 1.04x; float64 256 1.28x, 1024 1.23x. IR ~6.7k lines (f32),
-  light-pipeline compile ~0.15 s (0.11 before the tall remainder rows).
+  256 1.09x, 512 1.04x, 1024 1.05x, 2048 1.04x; float64 256 1.28x, 1024 1.23x. IR ~6.7k
+  lines (f32), light-pipeline compile ~0.15 s (0.11 before the tall remainder rows).
 """
 from __future__ import annotations
 
