@@ -597,16 +597,11 @@ class GemmEmitter:
         a_panel = (self.gep(base, b.mul(ir_, step)), a_rs, a_ks)
         row = b.add(ic, ir_)
         vectors = self.nv // 2
-        width = vectors * self.w
-        with self.loop(c64(0), blk.nc, width) as jt:
-            offset = b.srem(jt, c64(self.cfg.nr))
+        with self.loop(c64(0), blk.nc, vectors * self.w) as jt:
+            offset = b.srem(jt, c64(self.cfg.nr))  # the left or right half of a B panel
             panel, b_ks, b_align = b_panel(b.sub(jt, offset))
-            c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), b.add(blk.jc, jt)))
-            self.emit_prefetch_c(c_tile, blk.rsc, rows, vectors)
-            acc = self.emit_kernel(*a_panel, self.gep(panel, offset), b_ks, blk.kc, b_align,
-                                   rows, vectors)
-            self.emit_write_tile(acc, c_tile, blk.rsc, c64(rows),
-                                 self.imin(c64(width), b.sub(blk.nc, jt)), blk.first)
+            self._emit_tile(blk, row, jt, c64(rows), a_panel,
+                            (self.gep(panel, offset), b_ks, b_align), rows, vectors)
         self.emit_finish(blk, row, c64(rows))
 
     def _emit_narrow_rows(self, blk: _Block, ic: ir.Value, mc: ir.Value,
@@ -647,13 +642,13 @@ class GemmEmitter:
         row = b.add(ic, ir_)
         if mr < cfg.mr or self.nv == 1:
             with self.loop(c64(0), blk.nc, cfg.nr) as jr:
-                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel(jr), mr, self.nv)
         else:
             rest = b.srem(blk.nc, c64(cfg.nr))
             narrow = b.icmp_signed("<=", rest, c64(cfg.nr - self.w))  # an edge fewer vectors wide
             wide = b.select(narrow, b.sub(blk.nc, rest), blk.nc)
             with self.loop(c64(0), wide, cfg.nr) as jr:
-                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel, mr, self.nv)
+                self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel(jr), mr, self.nv)
             done = b.append_basic_block("cols_done")
             vectors = b.select(narrow, b.sdiv(b.add(rest, c64(self.w - 1)), c64(self.w)),
                                c64(0))
@@ -662,23 +657,24 @@ class GemmEmitter:
                 case = b.append_basic_block(f"cols{nv}")
                 switch.add_case(c64(nv), case)
                 b.position_at_end(case)
-                self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel, mr, nv)
+                self._emit_tile(blk, row, wide, mr_eff, a_panel, b_panel(wide), mr, nv)
                 b.branch(done)
             b.position_at_end(done)
         self.emit_finish(blk, row, mr_eff)
 
     def _emit_tile(self, blk: _Block, row: ir.Value, jr: ir.Value, mr_eff: ir.Value,
-                   a_panel: tuple[ir.Value, ir.Value, ir.Value], b_panel: BPanel, mr: int,
-                   nv: int) -> None:
-        """The mr x (nv vectors) tile at block column jr: accumulate over kc, then store."""
-        b, cfg = self.b, self.cfg
+                   a_panel: tuple[ir.Value, ir.Value, ir.Value],
+                   b_src: tuple[ir.Value, ir.Value, int], mr: int, nv: int) -> None:
+        """The mr x (nv vectors) tile at block column jr: accumulate over kc, then store.
+        b_src = (B at column jr, its k stride, alignment)."""
+        b = self.b
         col = b.add(blk.jc, jr)
         c_tile = self.gep(blk.c, b.add(b.mul(row, blk.rsc), col))
         self.emit_prefetch_c(c_tile, blk.rsc, mr, nv)
-        b_ptr, b_ks, b_align = b_panel(jr)
+        b_ptr, b_ks, b_align = b_src
         acc = self.emit_kernel(*a_panel, b_ptr, b_ks, blk.kc, b_align, mr, nv)
         self.emit_write_tile(acc, c_tile, blk.rsc, mr_eff,
-                             self.imin(c64(cfg.nr), b.sub(blk.nc, jr)), blk.first)
+                             self.imin(c64(nv * self.w), b.sub(blk.nc, jr)), blk.first)
 
 
 @dataclass
