@@ -513,7 +513,10 @@ class GemmEmitter:
         cfg, b = self.cfg, self.b
         a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _, _ = self.fn.args
         a_in_place = b.icmp_signed("==", csa, c64(1))
-        kc_step = b.select(a_in_place, c64(cfg.kc), c64(cfg.a_packed_kc))
+        kc_max = b.select(a_in_place, c64(cfg.kc), c64(cfg.a_packed_kc))
+        k_blocks = b.sdiv(b.add(k, b.sub(kc_max, c64(1))), kc_max)
+        k_blocks = b.select(b.icmp_signed("<", k_blocks, c64(1)), c64(1), k_blocks)  # K = 0
+        kc_step = b.sdiv(b.add(k, b.sub(k_blocks, c64(1))), k_blocks)  # gemm.k_step
         nc_step = b.select(a_in_place, c64(cfg.nc), c64(cfg.a_packed_nc))
         b_bytes = b.mul(b.mul(self.imin(kc_step, k),
                               self.imin(nc_step, self.round_up(n, cfg.nr))), c64(self.es))

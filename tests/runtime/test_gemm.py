@@ -193,6 +193,8 @@ def test_plan_text_names_blocks_and_tiles(dtype):
     in_place = text(1000, 1000, 2 * cfg.kc, (2 * cfg.kc, 1), (1000, 1))
     assert f"blocks mc={cfg.mc} kc={cfg.kc} nc={cfg.nc}" in in_place
     assert "(2 K blocks: the first stores C" in in_place
+    uneven = text(1000, 1000, 2 * cfg.kc + 8, (2 * cfg.kc + 8, 1), (1000, 1))
+    assert f"step {(2 * cfg.kc + 10) // 3}:   (3 K blocks" in uneven  # even, not kc, kc, 8
     assert f"{mr}x{nr} tile" in packed and "register transposes" in packed
     short = text(mr - 1, nr, 8, (8, 1), (nr, 1))  # only one short row tile runs
     assert short.startswith("schedule: direct") and "for ir" not in short
