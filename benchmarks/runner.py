@@ -94,7 +94,11 @@ def first_call(w: Workload, system: System) -> None:
     emit(event="start", system=system.name, phase="first-call")
     start = time.perf_counter()
     inputs, ref = _inputs(w)
-    run = system.prepare(w, inputs)  # imports the system; timed apart from the first call
+    try:
+        run = system.prepare(w, inputs)  # imports the system; timed apart from the first call
+    except NotSupported as e:
+        emit(event="status", system=system.name, status="n/a", note=str(e))
+        return
     imported = time.perf_counter() - start
     start = time.perf_counter()
     out = run()

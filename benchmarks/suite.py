@@ -111,6 +111,8 @@ def _first_calls(target: str, system: str, runs: int) -> dict:
             cache = Path(root, f"cold{i}")
             cache.mkdir()
             result = _first_call(target, system, cache)
+            if result.get("status") == "n/a":
+                return result
             if "error" in result:
                 return {"status": "failed", "error": result["error"]}
             cold.append(result)
@@ -135,6 +137,9 @@ def _first_call(target: str, system: str, cache: Path) -> dict:
                     TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"))
     events, crash = _run_child(["first-call", target, system], env)
     done = [e for e in events if e["event"] == "first_call"]
+    unsupported = [e for e in events if e["event"] == "status" and e["status"] == "n/a"]
+    if unsupported and not crash:
+        return {"status": "n/a", "note": unsupported[0]["note"]}
     if crash or not done:
         return {"error": crash or "no result"}
     return done[0]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import harness, runner, workloads
-from benchmarks.systems import System
+from benchmarks.systems import NotSupported, System
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,21 @@ def test_runner_does_not_time_a_wrong_system():
     assert run is None
     events = [json.loads(line[len(runner.EVENT):]) for line in out.getvalue().splitlines()]
     assert events[-1]["status"] == "failed" and "wrong result" in events[-1]["error"]
+
+
+class _Unsupported(System):
+    name = "unsupported"
+
+    def prepare(self, w, inputs):
+        raise NotSupported(f"no version of {w.name}")
+
+
+def test_first_call_of_a_workload_a_system_lacks_is_not_applicable():
+    out = io.StringIO()
+    with redirect_stdout(out):
+        runner.first_call(workloads.WORKLOADS["dispatch_add_one"], _Unsupported())
+    events = [json.loads(line[len(runner.EVENT):]) for line in out.getvalue().splitlines()]
+    assert events[-1]["status"] == "n/a" and "no version" in events[-1]["note"]
 
 
 def _finite_difference(f, args, i, eps=1e-6):
