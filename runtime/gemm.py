@@ -13,21 +13,20 @@ finishes each row strip of C once it holds its final products (gemm_ir.py).
 
 Design (PERF-NOTES 1): jc(NC) -> pc(KC) -> pack B -> ic(MC) -> [pack A] -> ir(MR) -> jr(NR) ->
 MR x NR register tile of explicit <W x T> llvm.fma chains, each tile's C rows prefetched before
-its microkernel. The first KC block stores and later ones accumulate (the epilogue finishes the
-last); edge columns go through a stack tile, computed by a kernel only as many vectors wide as
-they need; the last M % MR rows join the last MR in one row of tiles of exact height and half
-the width (with A in MR-row panels: exact-height kernels of their own). A C block one vector
-wide (N=10: a classifier head) is computed in tiles of `narrow_mr` rows (24 with AVX-512),
-stored with masks. A with unit column stride is never packed (its micro-panel stays in L1 while
-jr sweeps the packed B block in L2); when B (rows contiguous) is within `direct_b_bytes` (4/5
-of L2 with AVX-512) and K <= kc, A and B are read in place, in one K block (only B's last N %
-NR columns are copied, to a padded panel).
-The tile loops live in one internal function `name.block` (A rows x packed-or-in-place B
-columns over one K block) that both paths call. `plan` says which path and packing a shape
-and layout get (the loops stage prints it under each matmul). Threads: hand each one a row
-range (offset A and C, pass its M; `finish` then needs the offset too, as it reads epilogue
-operands at absolute rows) or, sharing packed B, a range of the ic loop
-(`emit_packed(m_lo, m_hi)`).
+its microkernel. K runs in even blocks of at most KC: the first stores and later ones
+accumulate (the epilogue finishes the last); edge columns go through a stack tile, computed by
+a kernel only as many vectors wide as they need; the last M % MR rows join the last MR in one
+row of tiles of exact height and half the width (with A in MR-row panels: exact-height kernels
+of their own). A C block one vector wide (N=10: a classifier head) is computed in tiles of
+`narrow_mr` rows (24 with AVX-512), stored with masks. A with unit column stride is never
+packed (its micro-panel stays in L1 while jr sweeps the packed B block in L2); when B (rows
+contiguous) is within `direct_b_bytes` (4/5 of L2 with AVX-512) and K <= kc, A and B are read
+in place, in one K block (only B's last N % NR columns are copied, to a padded panel). The tile
+loops live in one internal function `name.block` (A rows x packed-or-in-place B columns over
+one K block) that both paths call. `plan` says which path and packing a shape and layout get
+(the loops stage prints it under each matmul). Threads: hand each one a row range (offset A and
+C, pass its M; `finish` then needs the offset too, as it reads epilogue operands at absolute
+rows) or, sharing packed B, a range of the ic loop (`emit_packed(m_lo, m_hi)`).
 
 Measured on Zen5 (znver5, 1 thread, GFLOP/s kernel-only, numpy/OpenBLAS SkylakeX ~180-245,
 shared noisy VM, interleaved medians; FMA peak ~265):
