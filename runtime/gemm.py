@@ -137,9 +137,10 @@ def gemm_config(dtype: str, host: engine.HostTarget | None = None,
     vb = min(host.vector_bytes, 64)
     mr, nr = _TILES[(vb, dtype)]
     # A read in place: each row of its MR x kc micro-panel a 4 KiB stream, long enough for the
-    # prefetchers, the panel within 3/4 of L1; the kc x nc B block half of L2. (Zen4, 32 KiB
-    # L1, against half of L1 (kc=680 f32, 336 f64): 2048^2 1.03 -> 1.14x numpy, 1024^2 1.05
-    # -> 1.07x, float64 1024^2 1.03 -> 1.07x. Zen5's 48 KiB L1 gave these blocks before.)
+    # prefetchers, the panel within 3/4 of L1; the kc x nc B block half of L2. Zen4 (32 KiB
+    # L1), against the panel in half of L1 (kc=680 f32, 336 f64), times numpy's, interleaved:
+    # 2048^2 1.03-1.04 -> 1.05-1.14x, 1024^2 1.05 -> 1.07x, float64 1024^2 1.03 -> 1.07x.
+    # Zen5's 48 KiB L1 gave these blocks either way.
     kc = min(4096 // es, l1 * 3 // 4 // (mr * es)) // 8 * 8
     nc = max(nr, (l2 // 2) // (kc * es) // nr * nr)
     # A packed (A = x.T or strided): A is packed again for every nc columns, so B's block
