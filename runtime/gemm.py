@@ -199,7 +199,7 @@ def k_step(kc: int, k: int) -> int:
     """The depth of each K block: K split evenly into as few blocks as `kc` allows, so that
     no thin last block re-reads and re-writes C for little work (K=2048, kc=680: 3 blocks of
     683, not 680, 680, 680 and 8)."""
-    return -(-k // -(-k // kc)) if k > 0 else kc
+    return _ceil_div(k, _ceil_div(k, kc)) if k > 0 else kc
 
 
 def blocks(config: GemmConfig, a_packed: bool) -> tuple[int, int, int]:
@@ -215,8 +215,12 @@ def b_block_bytes(config: GemmConfig, N: int, K: int, a_packed: bool) -> int:
     return _round_up(min(kc, K) * min(nc, _round_up(N, config.nr)) * config.itemsize, 64)
 
 
+def _ceil_div(x: int, d: int) -> int:
+    return -(-x // d)
+
+
 def _round_up(x: int, m: int) -> int:
-    return -(-x // m) * m
+    return _ceil_div(x, m) * m
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,7 @@ class GemmPlan:
         else:
             mc, kc_blocks, nc = blocks(cfg, self.a_packing != "none")
             kc_step = k_step(kc_blocks, self.k)
-            k_blocks = max(1, -(-self.k // kc_step))
+            k_blocks = max(1, _ceil_div(self.k, kc_step))
             kc, rows, indent = min(kc_step, self.k), min(mc, self.m), "        "
             b = {"rows": "rows copied", "elements": "element copies",
                  "transposes": "register transposes" + (
@@ -281,7 +285,7 @@ class GemmPlan:
         if self.narrow:
             left %= cfg.narrow_mr
         edge = self.n % cfg.nr
-        vectors = -(-edge // w)
+        vectors = _ceil_div(edge, w)
         narrow_edge = 0 < vectors < nv
         if (rows if not self.narrow else left) >= cfg.mr:
             wide_columns = self.n - edge if narrow_edge else self.n

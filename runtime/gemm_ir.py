@@ -116,8 +116,14 @@ class GemmEmitter:
     def round_down(self, x: ir.Value, m: int) -> ir.Value:
         return self.b.sub(x, self.b.srem(x, c64(m)))
 
+    def ceil_div(self, x: ir.Value, d: ir.Value | int) -> ir.Value:
+        """ceil(x / d) for x >= 0, d > 0."""
+        if isinstance(d, int):
+            return self.b.sdiv(self.b.add(x, c64(d - 1)), c64(d))
+        return self.b.sdiv(self.b.add(x, self.b.sub(d, c64(1))), d)
+
     def round_up(self, x: ir.Value, m: int) -> ir.Value:
-        return self.b.mul(self.b.sdiv(self.b.add(x, c64(m - 1)), c64(m)), c64(m))
+        return self.b.mul(self.ceil_div(x, m), c64(m))
 
     @contextmanager
     def loop(self, start: ir.Value, stop: ir.Value, step: ir.Value | int,
@@ -514,9 +520,9 @@ class GemmEmitter:
         a, rsa, csa, bm, rsb, csb, c, rsc, _, n, k, _, _ = self.fn.args
         a_in_place = b.icmp_signed("==", csa, c64(1))
         kc_max = b.select(a_in_place, c64(cfg.kc), c64(cfg.a_packed_kc))
-        k_blocks = b.sdiv(b.add(k, b.sub(kc_max, c64(1))), kc_max)
+        k_blocks = self.ceil_div(k, kc_max)
         k_blocks = b.select(b.icmp_signed("<", k_blocks, c64(1)), c64(1), k_blocks)  # K = 0
-        kc_step = b.sdiv(b.add(k, b.sub(k_blocks, c64(1))), k_blocks)  # gemm.k_step
+        kc_step = self.ceil_div(k, k_blocks)  # gemm.k_step
         nc_step = b.select(a_in_place, c64(cfg.nc), c64(cfg.a_packed_nc))
         b_bytes = b.mul(b.mul(self.imin(kc_step, k),
                               self.imin(nc_step, self.round_up(n, cfg.nr))), c64(self.es))
@@ -653,7 +659,7 @@ class GemmEmitter:
             with self.loop(c64(0), wide, cfg.nr) as jr:
                 self._emit_tile(blk, row, jr, mr_eff, a_panel, b_panel(jr), mr, self.nv)
             done = b.append_basic_block("cols_done")
-            vectors = b.select(narrow, b.sdiv(b.add(rest, c64(self.w - 1)), c64(self.w)),
+            vectors = b.select(narrow, self.ceil_div(rest, self.w),
                                c64(0))
             switch = b.switch(vectors, done)
             for nv in range(1, self.nv):
